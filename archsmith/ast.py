@@ -1,0 +1,236 @@
+"""Syntax tree of a .arch file. Every node carries the span of the text it came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+
+@dataclass(frozen=True)
+class Span:
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+# ---- expressions ---------------------------------------------------------------
+
+@dataclass
+class Literal:
+    value: object
+    span: Span
+
+
+@dataclass
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass
+class ListExpr:
+    items: list
+    span: Span
+
+
+@dataclass
+class ListComp:
+    item: object
+    var: str
+    iterable: object
+    span: Span
+
+
+@dataclass
+class BinOp:
+    op: str
+    left: object
+    right: object
+    span: Span
+
+
+@dataclass
+class UnaryOp:
+    op: str  # "-" or "not"
+    operand: object
+    span: Span
+
+
+@dataclass
+class BoolOp:
+    op: str  # "and" / "or"
+    left: object
+    right: object
+    span: Span
+
+
+@dataclass
+class Ternary:
+    then: object
+    cond: object
+    orelse: object
+    span: Span
+
+
+@dataclass
+class Index:
+    target: object
+    index: object
+    span: Span
+
+
+@dataclass
+class Slice:
+    target: object
+    start: Optional[object]
+    stop: Optional[object]
+    span: Span
+
+
+@dataclass
+class Attr:
+    target: object
+    name: str
+    span: Span
+
+
+@dataclass
+class Arg:
+    name: Optional[str]  # None for positional
+    value: object
+    span: Span
+
+
+@dataclass
+class Call:
+    func: str
+    args: list
+    span: Span
+    func_span: Span
+
+
+@dataclass
+class Seq:
+    body: list
+    span: Span
+
+
+@dataclass
+class LayerName:
+    base: str
+    suffix: Optional[object]  # expression interpolated after the base: conv{i}
+    span: Span
+
+
+@dataclass
+class LayerItem:
+    """`name: target` or a bare target; target is a Call, Seq or Name."""
+    name: Optional[LayerName]
+    target: object
+    span: Span
+
+
+@dataclass
+class Pipe:
+    source: object
+    layer: LayerItem
+    span: Span
+
+
+Expr = Union[Literal, Name, ListExpr, ListComp, BinOp, UnaryOp, BoolOp, Ternary, Index, Slice,
+             Attr, Call, Pipe]
+
+
+# ---- statements ----------------------------------------------------------------
+
+@dataclass
+class Assign:
+    target: str
+    value: object
+    span: Span
+    file: "SourceFile" = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Return:
+    value: object
+    span: Span
+
+
+@dataclass
+class If:
+    branches: list  # [(cond, body)], the first is `if`, the rest `elif`
+    orelse: Optional[list]
+    span: Span
+
+
+@dataclass
+class For:
+    var: str
+    iterable: object
+    body: list
+    span: Span
+
+
+@dataclass
+class LayerStmt:
+    item: LayerItem
+    span: Span
+
+
+# ---- definitions ---------------------------------------------------------------
+
+@dataclass
+class Param:
+    name: str
+    default: Optional[object]
+    span: Span
+
+
+@dataclass
+class BlockDef:
+    name: str
+    params: list
+    body: list
+    span: Span
+    file: "SourceFile" = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class LayerDef:
+    """`def name(params) = layer`: a named, parametrised layer expression."""
+    name: str
+    params: list
+    layer: LayerItem
+    span: Span
+    file: "SourceFile" = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class ModelDef:
+    name: str
+    block: str
+    args: list
+    input: object
+    span: Span
+    block_span: Span
+    file: "SourceFile" = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Import:
+    path: str
+    span: Span
+
+
+@dataclass
+class SourceFile:
+    path: str
+    text: str
+    imports: list
+    constants: list  # top-level Assign
+    blocks: dict
+    layer_defs: dict
+    models: dict
+    scope: dict = field(default_factory=dict, repr=False)  # name -> definition, after imports resolve

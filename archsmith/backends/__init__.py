@@ -1,0 +1,1 @@
+"""Backends: turn elaborated models into PyTorch source, Graphviz diagrams and summaries."""

@@ -1,0 +1,617 @@
+"""PyTorch backend: elaborated models -> readable, standalone Python source.
+
+Block instances with the same structure share one class. A value that differs between the instances
+of a class becomes a constructor parameter, named after the spec symbol it came from (a block
+parameter, a single-assignment local, or the input's channel count); a value that is the same in all
+of them stays a literal. Runs of identical blocks in a seq are written as one loop, so the size of the
+source follows the number of distinct block structures, not the depth."""
+from __future__ import annotations
+
+import builtins
+import keyword
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .. import ast
+from ..ir import Instance, Layer, Model, Step
+
+_RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F", "Tensor", "OrderedDict",
+                                                         "math", "x"}
+
+
+class Namespace:
+    """Hands out legal, unique Python names (after torch.fx's _Namespace)."""
+
+    def __init__(self, taken=()):
+        self.used = set(taken)
+
+    def create(self, wanted: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in wanted) or "v"
+        if base[0].isdigit():
+            base = "_" + base
+        name, i = base, 1
+        while name in self.used or name in _RESERVED:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+
+def literal(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(literal(i) for i in v) + "]"
+    return repr(v)
+
+
+def _hint(v) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str"}.get(type(v), "object")
+
+
+# ---------------------------------------------------------------- structure and classes
+
+def _sig_layer(layer: Layer, sig_of):
+    if layer.kind == "prim":
+        return ("prim", layer.name, layer.prim.name, tuple(sorted((k, layer.origins.get(k)) for k in layer.attrs)))
+    if layer.kind == "seq":
+        return ("seq", layer.name, tuple(_sig_layer(c, sig_of) for c in layer.children))
+    return ("block", layer.name, sig_of(layer.instance), tuple(sorted(layer.origins.items())))
+
+
+def _local_numbering(inst: Instance):
+    numbers = {inst.input.key: 0}
+    for step in inst.steps:
+        for k in step.outputs:
+            numbers.setdefault(k, len(numbers))
+    return numbers
+
+
+def structure(inst: Instance, memo: dict):
+    """A hashable description of an instance's structure: what a class of it must contain."""
+    key = id(inst)
+    if key in memo:
+        return memo[key]
+    sig_of = lambda i: structure(i, memo)
+    numbers = _local_numbering(inst)
+    steps = []
+    for s in inst.steps:
+        what = s.layer.name if s.layer is not None else (s.prim.name if s.prim is not None else "")
+        origins = tuple(sorted(s.origins.items())) if s.kind == "func" else ()
+        attrs = tuple(sorted(s.attrs)) if s.kind == "func" else ()
+        steps.append((s.kind, what, s.var, tuple(numbers.get(k, -1) for k in s.inputs),
+                      tuple(numbers.get(k, -1) for k in s.outputs), attrs, origins))
+    sig = (inst.block.name, tuple(_sig_layer(l, sig_of) for l in inst.layers), tuple(steps),
+           numbers.get(inst.output.key, -1))
+    memo[key] = sig
+    return sig
+
+
+@dataclass
+class CtorParam:
+    name: str
+    values: list  # one per instance of the class
+    default: object = None
+    has_default: bool = False
+
+
+@dataclass
+class ClassDef:
+    name: str
+    block: ast.BlockDef
+    instances: list
+    params: list = field(default_factory=list)  # CtorParam, in signature order
+    init_lines: list = field(default_factory=list)
+    forward_lines: list = field(default_factory=list)
+    docstring: str = ""
+
+    def args_for(self, inst_index: int) -> list:
+        """Constructor argument sources for instance `inst_index`: required positionally, others by keyword."""
+        out = []
+        for p in self.params:
+            v = p.values[inst_index]
+            if not p.has_default:
+                out.append(literal(v))
+            elif v != p.default or type(v) is not type(p.default):
+                out.append(f"{p.name}={literal(v)}")
+        return out
+
+
+class Generator:
+    def __init__(self, models: list):
+        self.models = models
+        self.memo = {}
+        self.groups: "OrderedDict[tuple, list]" = OrderedDict()
+        self.class_of = {}  # id(instance) -> (ClassDef, index in its instances)
+        self.classes: list = []
+        self.helpers = set()
+        self.uses_ordered_dict = False
+        self.uses_math = False
+
+    def generate(self) -> str:
+        for m in self.models:
+            self._collect(m.root)
+        names = Namespace()
+        roots = {id(m.root): m for m in self.models}
+        by_name = {}
+        for sig, insts in self.groups.items():
+            by_name.setdefault(insts[0].block.name, []).append(sig)
+        for sig, insts in self.groups.items():
+            model = roots.get(id(insts[0])) if len(insts) == 1 else None
+            wanted = insts[0].block.name
+            if len(by_name[wanted]) > 1:
+                if model is not None:
+                    wanted = "".join(p[:1].upper() + p[1:] for p in model.name.split("_"))
+                else:
+                    wanted += _variant_suffix(insts[0], [self.groups[g][0] for g in by_name[wanted]])
+            cls = ClassDef(names.create(wanted), insts[0].block, insts)
+            for i, inst in enumerate(insts):
+                self.class_of[id(inst)] = (cls, i)
+            self.classes.append(cls)
+        for cls in self.classes:  # children were collected before parents
+            _ClassWriter(self, cls).write()
+        return self._module_source()
+
+    def _collect(self, inst: Instance):
+        for layer in inst.layers:
+            self._collect_layer(layer)
+        sig = structure(inst, self.memo)
+        self.groups.setdefault(sig, []).append(inst)
+
+    def _collect_layer(self, layer: Layer):
+        if layer.kind == "block":
+            self._collect(layer.instance)
+        elif layer.kind == "seq":
+            for c in layer.children:
+                self._collect_layer(c)
+
+    def _module_source(self) -> str:
+        names = sorted({m.name for m in self.models})
+        lines = ['"""Generated by archsmith from ' + ", ".join(sorted({_short(m.definition.span.path) for m in self.models}))
+                 + '. Do not edit: edit the spec and compile again."""']
+        if self.uses_math:
+            lines.append("import math")
+        if self.uses_ordered_dict:
+            lines.append("from collections import OrderedDict")
+        lines += ["", "import torch", "import torch.nn.functional as F", "from torch import Tensor, nn", "", ""]
+        lines.append("__all__ = [" + ", ".join(repr(n) for n in sorted({c.name for c in self.classes}) + names) + "]")
+        lines.append("")
+        if "drop_path" in self.helpers:
+            lines += _DROP_PATH
+        for cls in self.classes:
+            lines += ["", ""]
+            lines += self._class_source(cls)
+        for m in self.models:
+            cls, _ = self.class_of[id(m.root)]
+            lines += ["", "", f"def {m.name}() -> {cls.name}:",
+                      f'    """`{m.name}` as specified in {_short(m.definition.span.path)}:{m.definition.span.line}; '
+                      f'input {list(m.input_shape)}."""',
+                      f"    return {cls.name}({', '.join(cls.args_for(0))})"]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def _class_source(self, cls: ClassDef) -> list:
+        sig = ", ".join(["self"] + [_param_src(p) for p in cls.params])
+        out = [f"class {cls.name}(nn.Module):"]
+        out.append(f'    """Block `{cls.block.name}` of {_short(cls.block.span.path)}:{cls.block.span.line}."""')
+        out += ["", f"    def __init__({sig}) -> None:", "        super().__init__()"]
+        out += ["        " + l.replace("\n", "\n        ") for l in cls.init_lines]
+        out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
+        out += ["        " + l for l in cls.forward_lines]
+        return out
+
+
+def _variant_suffix(inst, variants) -> str:
+    """`WithDownsample` for the variant of a block that has a `downsample` the others lack."""
+    mine = [l.name for l in inst.layers]
+    fewest = min((v for v in variants), key=lambda v: len(v.layers))
+    base = {l.name for l in fewest.layers}
+    extra = [n for n in mine if n not in base]
+    if inst is fewest or not extra or not base <= set(mine):
+        return ""
+    return "With" + "And".join(n[:1].upper() + n[1:] for n in extra)
+
+
+def _param_src(p: CtorParam) -> str:
+    hint = _hint(p.values[0])
+    return f"{p.name}: {hint} = {literal(p.default)}" if p.has_default else f"{p.name}: {hint}"
+
+
+def _short(path: str) -> str:
+    import os
+    return os.path.basename(path)
+
+
+_DROP_PATH = [
+    "",
+    "def drop_path(x: Tensor, p: float, training: bool) -> Tensor:",
+    '    """Stochastic depth (Huang et al. 2016): zero whole samples with probability p, rescale the rest."""',
+    "    if p == 0.0 or not training:",
+    "        return x",
+    "    keep = 1.0 - p",
+    "    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)",
+    "    return x * mask / keep",
+    "",
+    "",
+    "class DropPath(nn.Module):",
+    '    """Stochastic depth as a module: see `drop_path`."""',
+    "",
+    "    def __init__(self, p: float = 0.0) -> None:",
+    "        super().__init__()",
+    "        self.p = p",
+    "",
+    "    def forward(self, x: Tensor) -> Tensor:",
+    "        return drop_path(x, self.p, self.training)",
+]
+
+
+class _Unresolvable(Exception):
+    pass
+
+
+class _ClassWriter:
+    """Writes one class: decides its constructor parameters, then its __init__ and forward."""
+
+    def __init__(self, gen: Generator, cls: ClassDef):
+        self.gen, self.cls = gen, cls
+        self.insts = cls.instances
+        self.first = cls.instances[0]
+        self.is_root = any(id(m.root) == id(self.first) for m in gen.models)
+        self.names = Namespace({"x"})
+        self.symbols = {}  # spec symbol -> python source
+        self.params = OrderedDict()  # python name -> CtorParam
+        self.let_lines = []
+
+    # -- symbols
+    def _param(self, wanted, values, default=None, has_default=False, key=None):
+        for p in self.params.values():
+            if p.values == values and (key is None):
+                return p.name
+        name = self.names.create(wanted)
+        self.params[name] = CtorParam(name, values, default, has_default)
+        return name
+
+    def symbol(self, sym: str) -> str:
+        if sym in self.symbols:
+            return self.symbols[sym]
+        first = self.first
+        if sym == first.input_symbol:
+            values = [i.input.shape[0] for i in self.insts]
+            src = self._declare(sym, values, has_default=self.is_root, default=values[0])
+        elif sym in first.params:
+            values = [i.params[sym] for i in self.insts]
+            default, has_default = self._spec_default(sym)
+            if self.is_root:
+                default, has_default = values[0], True
+            src = self._declare(sym, values, default=default, has_default=has_default)
+        elif sym in first.lets:
+            src = self._let(sym)
+        else:
+            raise _Unresolvable(sym)
+        self.symbols[sym] = src
+        return src
+
+    def _declare(self, sym, values, default=None, has_default=False):
+        name = self.names.create(sym)
+        self.params[name] = CtorParam(name, values, default, has_default)
+        return name
+
+    def _spec_default(self, name):
+        for p in self.cls.block.params:
+            if p.name == name and p.default is not None:
+                v = _literal_value(p.default)
+                if v is not _NOPE:
+                    return v, True
+        return None, False
+
+    def _let(self, sym):
+        values = [i.lets[sym][0] for i in self.insts]
+        expr = self.first.lets[sym][1]
+        try:
+            src = self._translate(expr)
+        except _Unresolvable:
+            if len(set(map(repr, values))) == 1:
+                return literal(values[0])
+            return self._declare(sym, values)
+        name = self.names.create(sym)
+        self.let_lines.append(f"{name} = {src}")
+        return name
+
+    def _translate(self, e) -> str:
+        """A spec expression as Python over this class's parameters (for single-assignment locals)."""
+        return self._tr(e)[0]
+
+    def _tr(self, e):
+        """(source, precedence) of e; parentheses only where Python needs them."""
+        if isinstance(e, ast.BinOp):
+            prec = _PREC[e.op]
+            left, lp = self._tr(e.left)
+            right, rp = self._tr(e.right)
+            if lp < prec or (e.op == "**" and lp == prec):
+                left = f"({left})"
+            if rp < prec or (rp == prec and e.op != "**"):
+                right = f"({right})"
+            return f"{left} {e.op} {right}", prec
+        if isinstance(e, ast.BoolOp):
+            prec = _PREC[e.op]
+            left, lp = self._tr(e.left)
+            right, rp = self._tr(e.right)
+            return f"{_wrap(left, lp, prec)} {e.op} {_wrap(right, rp, prec + 1)}", prec
+        if isinstance(e, ast.UnaryOp):
+            prec = _PREC["not" if e.op == "not" else "neg"]
+            inner, ip = self._tr(e.operand)
+            return f"{'not ' if e.op == 'not' else '-'}{_wrap(inner, ip, prec)}", prec
+        if isinstance(e, ast.Ternary):
+            then, tp = self._tr(e.then)
+            cond, cp = self._tr(e.cond)
+            orelse, op = self._tr(e.orelse)
+            return f"{_wrap(then, tp, 1)} if {_wrap(cond, cp, 1)} else {orelse}", 0
+        return self._translate_atom(e), 100
+
+    def _translate_atom(self, e) -> str:
+        if isinstance(e, ast.Literal):
+            if not isinstance(e.value, (int, float, bool, str)):
+                raise _Unresolvable(e)
+            return literal(e.value)
+        if isinstance(e, ast.Name):
+            return self.symbol(e.id)
+        if isinstance(e, ast.Call) and e.func in ("min", "max", "abs", "round", "int", "float") and not any(a.name for a in e.args):
+            return f"{e.func}({', '.join(self._translate(a.value) for a in e.args)})"
+        if isinstance(e, ast.Call) and e.func in ("ceil", "floor", "sqrt") and len(e.args) == 1:
+            self.gen.uses_math = True
+            return f"math.{e.func}({self._translate(e.args[0].value)})"
+        raise _Unresolvable(e)
+
+    def slot(self, values: list, origin: Optional[str], wanted: str) -> str:
+        """The source for one value of the class, given its value in each instance."""
+        if origin is not None:
+            try:
+                return self.symbol(origin)
+            except _Unresolvable:
+                pass
+        if all(repr(v) == repr(values[0]) for v in values):
+            return literal(values[0])
+        return self._param(wanted, values)
+
+    # -- writing
+    def write(self):
+        cls = self.cls
+        init = []
+        for layer in self.first.layers:
+            src = self._layer_src(layer, [self._find(i, layer.name) for i in self.insts], indent=0)
+            init.append(f"self.{layer.name} = {src}")
+        forward = self._forward()
+        declared = [p.name for p in cls.block.params]
+        order = {name: i for i, name in enumerate([self.symbols.get(self.first.input_symbol)] + declared)}
+        ordered = sorted(self.params.values(), key=lambda p: order.get(p.name, len(order)))
+        required = [p for p in ordered if not p.has_default]
+        optional = [p for p in ordered if p.has_default]
+        cls.params = required + optional
+        cls.init_lines = self.let_lines + init
+        cls.forward_lines = forward
+
+    def _find(self, inst, name):
+        for l in inst.layers:
+            if l.name == name:
+                return l
+        raise AssertionError(name)
+
+    def _layer_src(self, layer: Layer, peers: list, indent: int) -> str:
+        """`peers`: this layer in every instance of the class."""
+        if layer.kind == "prim":
+            return self._prim_src(layer, peers)
+        if layer.kind == "block":
+            child_cls, _ = self.gen.class_of[id(layer.instance)]
+            args = []
+            for p in child_cls.params:
+                values = [self._ctor_value(child_cls, pl.instance, p) for pl in peers]
+                src = self.slot(values, layer.origins.get(p.name), f"{layer.name}_{p.name}")
+                if p.has_default:
+                    if src == literal(p.default) and all(repr(v) == repr(p.default) for v in values):
+                        continue
+                    args.append(f"{p.name}={src}")
+                else:
+                    args.append(src)
+            return f"{child_cls.name}({', '.join(args)})"
+        return self._seq_src(layer, peers, indent)
+
+    def _ctor_value(self, child_cls, inst, p):
+        _, idx = self.gen.class_of[id(inst)]
+        return p.values[idx]
+
+    def _seq_src(self, layer, peers, indent):
+        items = []
+        for i, child in enumerate(layer.children):
+            items.append((child.name, self._layer_src(child, [p.children[i] for p in peers], indent + 1)))
+        pad = "    " * indent
+        if all(name == str(i) for i, (name, _) in enumerate(items)):
+            runs = _runs([src for _, src in items])
+            body = []
+            for src, n in runs:
+                body.append(src if n == 1 else f"*[{src} for _ in range({n})]")
+            return "nn.Sequential(\n" + "".join(f"{pad}    {b},\n" for b in body) + f"{pad})"
+        self.gen.uses_ordered_dict = True
+        body = "".join(f"{pad}    ({name!r}, {src}),\n" for name, src in items)
+        return "nn.Sequential(\n" + f"{pad}OrderedDict([\n" + body + f"{pad}])\n{pad})"
+
+    def _attrs(self, prim, layers_attrs: list, origins: dict, wanted_prefix: str):
+        return _Attrs(self, prim, layers_attrs, origins, wanted_prefix)
+
+    def _prim_src(self, layer, peers):
+        if layer.prim.name == "drop_path":
+            self.gen.helpers.add("drop_path")
+        e = self._attrs(layer.prim, [p.attrs for p in peers], layer.origins, layer.name)
+        prefix = "" if layer.prim.name == "drop_path" else "nn."
+        return f"{prefix}{layer.prim.torch_class}({layer.prim.ctor(e, layer.in_shape)})"
+
+    def _forward(self) -> list:
+        inst = self.first
+        steps = inst.steps
+        last_use = {}
+        for i, s in enumerate(steps):
+            for k in s.inputs:
+                last_use[k] = i
+        last_use[inst.output.key] = len(steps)
+        names = _Holders()
+        names.bind("x", [inst.input.key])
+        lines = []
+
+        def target_for(var, i):
+            """The spec's variable name, unless it holds the only copy of a value needed later."""
+            base = name = _sanitize(var)
+            n = 1
+            while any(last_use.get(k, -1) > i and names.only_holder(k, name) for k in names.keys_of(name)):
+                n += 1
+                name = f"{base}_{n}"
+            return name
+
+        for i, s in enumerate(steps):
+            if s.kind == "alias":
+                (k,) = s.inputs
+                if last_use.get(k, -1) <= i or s.var in names.names_of(k):
+                    continue
+                name = target_for(s.var, i)
+                lines.append(f"{name} = {names.expr(k)}")
+                names.bind(name, [k], alias=True)
+                continue
+            ins = [names.expr(k, prefer=v) for k, v in zip(s.inputs, s.input_vars)]
+            if s.kind == "apply":
+                rhs = f"self.{s.layer.name}({ins[0]})"
+            else:
+                e = self._attrs(s.prim, [self._step(j, i).attrs for j in self.insts], s.origins, s.prim.name)
+                rhs = s.prim.functional(e, ins)
+                if s.prim.name == "drop_path":
+                    self.gen.helpers.add("drop_path")
+            name = target_for(s.var, i)
+            lines.append(f"{name} = {rhs}")
+            names.bind(name, s.outputs, listed=s.listed)
+        lines.append(f"return {names.expr(inst.output.key)}")
+        return lines
+
+    def _step(self, inst, i) -> Step:
+        return inst.steps[i]
+
+
+class _Holders:
+    """Which Python names hold which values in a forward being written."""
+
+    def __init__(self):
+        self._keys = {}  # name -> keys it holds (several for the list a split returns)
+        self._names = {}  # key -> names holding it, the original first
+        self._listed = set()
+
+    def bind(self, name, keys, listed=False, alias=False):
+        for old in self._keys.get(name, []):
+            self._names[old] = [n for n in self._names.get(old, []) if n != name]
+        self._keys[name] = list(keys)
+        self._listed.discard(name)
+        if listed:
+            self._listed.add(name)
+        for k in keys:
+            self._names.setdefault(k, [])
+            if alias:
+                self._names[k].append(name)
+            else:
+                self._names[k].insert(0, name)
+
+    def keys_of(self, name):
+        return self._keys.get(name, [])
+
+    def names_of(self, key):
+        return self._names.get(key, [])
+
+    def only_holder(self, key, name):
+        return self._names.get(key, []) == [name]
+
+    def expr(self, key, prefer=None) -> str:
+        held = self._names[key]
+        name = prefer if prefer in held else held[0]
+        return f"{name}[{key[1]}]" if name in self._listed else name
+
+
+def _sanitize(var: str) -> str:
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in var)
+    if not name or name[0].isdigit() or keyword.iskeyword(name) or name in ("self", "torch", "nn", "F", "Tensor"):
+        name = "v_" + name
+    return name
+
+
+def _runs(items: list) -> list:
+    out = []
+    for it in items:
+        if out and out[-1][0] == it:
+            out[-1][1] += 1
+        else:
+            out.append([it, 1])
+    return [(a, n) for a, n in out]
+
+
+_NOPE = object()
+_PREC = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+         "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "neg": 7, "**": 8}
+
+
+def _wrap(src, prec, need):
+    return f"({src})" if prec < need else src
+
+
+def _literal_value(e):
+    if isinstance(e, ast.Literal) and isinstance(e.value, (int, float, bool, str)):
+        return e.value
+    if isinstance(e, ast.UnaryOp) and e.op == "-" and isinstance(e.operand, ast.Literal):
+        return -e.operand.value
+    return _NOPE
+
+
+class _Attrs:
+    """Argument sources of one primitive, for the emitters in `primitives`."""
+
+    def __init__(self, writer: _ClassWriter, prim, per_instance: list, origins: dict, prefix: str):
+        self.w, self.prim, self.values, self.origins, self.prefix = writer, prim, per_instance, origins, prefix
+        self.kinds = {p.name: p for p in prim.params}
+
+    def value(self, name):
+        return self.values[0][name]
+
+    def _values(self, name):
+        return [v[name] for v in self.values]
+
+    def __getitem__(self, name) -> str:
+        values = self._values(name)
+        src = self.w.slot(values, self.origins.get(name), f"{self.prefix}_{name}")
+        p = self.kinds.get(name)
+        if p is not None and p.kind == "pair" and src.startswith("["):
+            src = "(" + src[1:-1] + ")"
+        return src
+
+    def is_symbolic(self, name) -> bool:
+        src = self[name]
+        return src != literal(self.values[0][name]) and not src.startswith("(")
+
+    def kw(self, *names) -> list:
+        out = []
+        for name in names:
+            p = self.kinds[name]
+            src = self[name]
+            values = self._values(name)
+            if self.is_symbolic(name) or any(repr(v) != repr(p.default) for v in values):
+                out.append(f"{name}={src}")
+        return out
+
+    def tuple(self, name) -> str:
+        src = self[name]
+        v = self.values[0][name]
+        if src == literal(v) and isinstance(v, int):
+            return f"({v}, {v})" if self.kinds[name].kind == "pair" else f"({v},)"
+        if src.startswith("["):
+            return "(" + src[1:-1] + ")"
+        return src
+
+    def list(self, name) -> str:
+        return self[name]
+
+
+def generate(models: list) -> str:
+    return Generator(models).generate()

@@ -1,0 +1,34 @@
+"""The pipeline: spec -> syntax tree -> elaborated graph -> passes -> a backend."""
+from __future__ import annotations
+
+from .elaborate import Elaborator
+from .errors import SpecError, did_you_mean
+from .loader import resolve_spec
+from .passes import validate
+
+
+def elaborate_models(spec: str, model=None, **params) -> list:
+    """Every model `compile` would emit, elaborated and validated."""
+    loader, file, bundled = resolve_spec(spec)
+    name = model or bundled
+    if name is not None:
+        if name not in file.models:
+            raise SpecError(f"no model `{name}` in {file.path}", hint=did_you_mean(name, file.models)
+                            or (f"it defines {', '.join(file.models)}" if file.models else None))
+        defs = [file.models[name]]
+    else:
+        defs = list(file.models.values())
+        if not defs:
+            raise SpecError(f"{file.path} defines no model", hint="add `model name = Block(...) input [3, 224, 224]`")
+    elaborator = Elaborator(loader)
+    models = []
+    for d in defs:
+        m = elaborator.elaborate(d, params)
+        validate(m.graph)
+        models.append(m)
+    return models
+
+
+def to_python(spec: str, model=None, **params) -> str:
+    from .backends.pytorch import generate
+    return generate(elaborate_models(spec, model, **params))

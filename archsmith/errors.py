@@ -1,0 +1,71 @@
+"""Errors in a spec. Each carries the span it points at; `render` formats it like a compiler."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Optional
+
+
+class SpecError(Exception):
+    """A mistake in a .arch spec, located at `path:line:column` (1-based)."""
+
+    def __init__(self, message: str, span=None, hint: Optional[str] = None, source: Optional[str] = None,
+                 notes: Iterable = ()):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.source = source  # the text of span.path, for rendering the line
+        self.notes = list(notes)  # (message, span) pairs: "defined here", the import chain, ...
+
+    @property
+    def path(self) -> Optional[str]:
+        return self.span.path if self.span else None
+
+    @property
+    def line(self) -> Optional[int]:
+        return self.span.line if self.span else None
+
+    @property
+    def column(self) -> Optional[int]:
+        return self.span.column if self.span else None
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self) -> str:
+        if self.span is None:
+            out = [f"error: {self.message}"]
+        else:
+            out = [f"{self.span.path}:{self.span.line}:{self.span.column}: error: {self.message}"]
+            out += _excerpt(self.span, self.source)
+        for note, span in self.notes:
+            if span is None:
+                out.append(f"note: {note}")
+            else:
+                out.append(f"{span.path}:{span.line}:{span.column}: note: {note}")
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _excerpt(span, source: Optional[str]) -> list:
+    if source is None:
+        try:
+            with open(span.path, encoding="utf-8") as f:
+                source = f.read()
+        except OSError:
+            return []
+    lines = source.splitlines()
+    if not 1 <= span.line <= len(lines):
+        return []
+    text = lines[span.line - 1].expandtabs(1)
+    end = span.end_column if span.end_line == span.line else len(text) + 1
+    width = max(1, end - span.column)
+    gutter = f"{span.line:>4} | "
+    return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * width]
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> Optional[str]:
+    """A hint naming the closest candidate, if one is close."""
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None

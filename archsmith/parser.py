@@ -1,0 +1,299 @@
+"""Parse .arch text into the syntax tree of `archsmith.ast`, with a span on every node."""
+from __future__ import annotations
+
+import functools
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+from .errors import SpecError
+
+_OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_CLOSERS = set(_OPENERS.values())
+
+
+class _Newlines:
+    """Drop newlines inside (...) and [...], merge runs of them, and let `else`/`elif` follow `}`."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        stack = []
+        pending = None
+        for tok in stream:
+            if tok.type == "_NL":
+                if not stack or stack[-1] == "LBRACE":
+                    pending = pending or tok
+                continue
+            if pending is not None and tok.type not in ("ELSE", "ELIF"):
+                yield pending
+            pending = None
+            if tok.type in _OPENERS:
+                stack.append(tok.type)
+            elif tok.type in _CLOSERS and stack:
+                stack.pop()
+            yield tok
+        if pending is not None:
+            yield pending
+
+
+@functools.lru_cache(maxsize=None)
+def _lark() -> Lark:
+    return Lark.open("grammar/arch.lark", rel_to=__file__, parser="lalr", lexer="basic", postlex=_Newlines(),
+                     propagate_positions=True, maybe_placeholders=True)
+
+
+def parse(text: str, path: str = "<string>") -> ast.SourceFile:
+    """Parse one file. Raises SpecError for any syntax error."""
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text, path) from None
+    try:
+        items = _ToAst(path).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, SpecError):
+            e.orig_exc.source = text
+            raise e.orig_exc from None
+        raise
+    return _collect(items, path, text)
+
+
+def _collect(items, path, text) -> ast.SourceFile:
+    file = ast.SourceFile(path=path, text=text, imports=[], constants=[], blocks={}, layer_defs={}, models={})
+    seen = {}
+    for item in items:
+        if isinstance(item, ast.Import):
+            file.imports.append(item)
+            continue
+        item.file = file
+        name = item.target if isinstance(item, ast.Assign) else item.name
+        if name in seen:
+            raise SpecError(f"`{name}` is already defined in this file", item.span, source=text,
+                            notes=[("first defined here", seen[name].span)])
+        seen[name] = item
+        if isinstance(item, ast.Assign):
+            file.constants.append(item)
+        else:
+            {ast.BlockDef: file.blocks, ast.LayerDef: file.layer_defs, ast.ModelDef: file.models}[type(item)][item.name] = item
+    return file
+
+
+_TOKEN_WORDS = {
+    "RPAR": "`)`", "LPAR": "`(`", "RSQB": "`]`", "LSQB": "`[`", "RBRACE": "`}`", "LBRACE": "`{`",
+    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "_NL": "end of line", "$END": "end of file",
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "VBAR": "`|`", "DOT": "`.`",
+}
+
+
+def _describe(token_type: str) -> str:
+    if token_type in _TOKEN_WORDS:
+        return _TOKEN_WORDS[token_type]
+    return f"`{token_type.lower()}`" if token_type.isalpha() else token_type
+
+
+def _syntax_error(e: UnexpectedInput, text: str, path: str) -> SpecError:
+    line, column = max(e.line, 1), max(e.column, 1)
+    width = 1
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            what = "end of file"
+            line, column = _end_position(text)
+        elif tok.type == "_NL":
+            what = "end of line"
+        else:
+            what = f"`{tok.value}`"
+            width = max(1, len(str(tok.value)))
+        expected = sorted({_describe(t) for t in e.expected if not t.startswith("__")})
+        message = f"unexpected {what}"
+        hint = _hint_for(e, expected)
+    elif isinstance(e, UnexpectedCharacters):
+        message = f"unexpected character `{text[e.pos_in_stream]}`"
+        hint = "strings use double quotes" if text[e.pos_in_stream] == "'" else None
+    elif isinstance(e, UnexpectedEOF):
+        line, column = _end_position(text)
+        message, hint = "unexpected end of file", "a `(`, `[` or `{` is not closed"
+    else:  # pragma: no cover - lark has no other kinds
+        message, hint = str(e), None
+    span = ast.Span(path, line, column, line, column + width)
+    return SpecError(message, span, hint=hint, source=text)
+
+
+def _hint_for(e: UnexpectedToken, expected: list):
+    if e.token.type == "$END":
+        return "a `(`, `[` or `{` is not closed"
+    if "`)`" in expected and len(expected) <= 3:
+        return "missing `)`?"
+    if "`]`" in expected and len(expected) <= 3:
+        return "missing `]`?"
+    if len(expected) <= 6:
+        return "expected " + ", ".join(expected)
+    return None
+
+
+def _end_position(text: str):
+    lines = text.splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def _span(path, meta_or_token) -> ast.Span:
+    m = meta_or_token
+    return ast.Span(path, m.line, m.column, m.end_line, m.end_column)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Lark tree -> archsmith.ast, one method per grammar rule."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _s(self, meta):
+        return _span(self.path, meta)
+
+    # -- top level
+    def start(self, meta, items):
+        return list(items)
+
+    def import_stmt(self, meta, children):
+        return ast.Import(children[0][1:-1], self._s(meta))
+
+    def block_def(self, meta, children):
+        name, params, body = children
+        return ast.BlockDef(str(name), params or [], body, self._s(meta))
+
+    def def_def(self, meta, children):
+        name, params, layer = children
+        return ast.LayerDef(str(name), params or [], layer, self._s(meta))
+
+    def model_def(self, meta, children):
+        name, block, args, input_ = children
+        return ast.ModelDef(str(name), str(block), args or [], input_, self._s(meta), _span(self.path, block))
+
+    def params(self, meta, children):
+        return list(children)
+
+    def param(self, meta, children):
+        name, default = children
+        return ast.Param(str(name), default, self._s(meta))
+
+    def body(self, meta, children):
+        return list(children)
+
+    # -- statements
+    def assign(self, meta, children):
+        return ast.Assign(str(children[0]), children[1], self._s(meta))
+
+    def return_stmt(self, meta, children):
+        return ast.Return(children[0], self._s(meta))
+
+    def if_stmt(self, meta, children):
+        cond, body, *rest = children
+        orelse = rest.pop() if rest and not isinstance(rest[-1], tuple) else None
+        return ast.If([(cond, body)] + list(rest), orelse, self._s(meta))
+
+    def elif_clause(self, meta, children):
+        return (children[0], children[1])
+
+    def for_stmt(self, meta, children):
+        var, iterable, body = children
+        return ast.For(str(var), iterable, body, self._s(meta))
+
+    def layer_stmt(self, meta, children):
+        return ast.LayerStmt(children[0], self._s(meta))
+
+    # -- layers
+    def layer_item(self, meta, children):
+        name, target = children
+        return ast.LayerItem(name, target, self._s(meta))
+
+    def layer_name(self, meta, children):
+        base, *suffix = children
+        return ast.LayerName(str(base), suffix[0] if suffix else None, self._s(meta))
+
+    def seq(self, meta, children):
+        return ast.Seq(children[0], self._s(meta))
+
+    def call(self, meta, children):
+        name, args = children
+        return ast.Call(str(name), args or [], self._s(meta), _span(self.path, name))
+
+    def name_ref(self, meta, children):
+        return ast.Name(str(children[0]), self._s(meta))
+
+    def args(self, meta, children):
+        return list(children)
+
+    def pos_arg(self, meta, children):
+        return ast.Arg(None, children[0], self._s(meta))
+
+    def kw_arg(self, meta, children):
+        return ast.Arg(str(children[0]), children[1], self._s(meta))
+
+    # -- expressions
+    def pipe(self, meta, children):
+        return ast.Pipe(children[0], children[1], self._s(meta))
+
+    def ternary(self, meta, children):
+        then, cond, orelse = children
+        return ast.Ternary(then, cond, orelse, self._s(meta))
+
+    def or_op(self, meta, children):
+        return ast.BoolOp("or", children[0], children[1], self._s(meta))
+
+    def and_op(self, meta, children):
+        return ast.BoolOp("and", children[0], children[1], self._s(meta))
+
+    def not_op(self, meta, children):
+        return ast.UnaryOp("not", children[0], self._s(meta))
+
+    def neg(self, meta, children):
+        return ast.UnaryOp("-", children[0], self._s(meta))
+
+    def compare(self, meta, children):
+        return ast.BinOp(str(children[1]), children[0], children[2], self._s(meta))
+
+    def binop(self, meta, children):
+        return ast.BinOp(str(children[1]), children[0], children[2], self._s(meta))
+
+    def pow_op(self, meta, children):
+        return ast.BinOp("**", children[0], children[1], self._s(meta))
+
+    def index(self, meta, children):
+        return ast.Index(children[0], children[1], self._s(meta))
+
+    def slice(self, meta, children):
+        return ast.Slice(children[0], children[1], children[2], self._s(meta))
+
+    def attr(self, meta, children):
+        return ast.Attr(children[0], str(children[1]), self._s(meta))
+
+    def number(self, meta, children):
+        text = str(children[0])
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+        return ast.Literal(value, self._s(meta))
+
+    def string(self, meta, children):
+        return ast.Literal(str(children[0])[1:-1], self._s(meta))
+
+    def true(self, meta, children):
+        return ast.Literal(True, self._s(meta))
+
+    def false(self, meta, children):
+        return ast.Literal(False, self._s(meta))
+
+    def none(self, meta, children):
+        return ast.Literal(None, self._s(meta))
+
+    def name(self, meta, children):
+        return ast.Name(str(children[0]), self._s(meta))
+
+    def list(self, meta, children):
+        return ast.ListExpr([c for c in children if c is not None], self._s(meta))
+
+    def list_comp(self, meta, children):
+        item, var, iterable = children
+        return ast.ListComp(item, str(var), iterable, self._s(meta))

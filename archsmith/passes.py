@@ -1,0 +1,80 @@
+"""Passes over an elaborated graph: pure functions that check it or measure it."""
+from __future__ import annotations
+
+import networkx as nx
+
+from .primitives import PRIMITIVES
+
+
+class GraphError(Exception):
+    """The graph breaks an invariant: a bug in archsmith, never a mistake in a spec."""
+
+
+def validate(graph: nx.DiGraph) -> None:
+    """Check what every later phase relies on (after torch.fx's Graph.lint): the graph is acyclic, every
+    op's inputs come before it, every module path is unique, and each stored shape is what the op's
+    shape rule gives for its inputs' shapes."""
+    if not nx.is_directed_acyclic_graph(graph):
+        raise GraphError("the graph has a cycle")
+    modules = {}
+    for n, data in graph.nodes(data=True):
+        for src, index in data["inputs"]:
+            if src >= n:
+                raise GraphError(f"node {n} reads node {src}, which comes after it")
+        op = data["op"]
+        if op in ("input", "output"):
+            continue
+        shapes = [_output_shape(graph, src, index) for src, index in data["inputs"]]
+        expected = PRIMITIVES[op].shape(data["attrs"], shapes)
+        if _as_tuple(expected) != _as_tuple(data["shape"]):
+            raise GraphError(f"node {n} ({op}) has shape {data['shape']}, its rule gives {expected}")
+        module = data["module"]
+        if module is not None:
+            first = modules.setdefault(module, (op, data["attrs"]))
+            if first != (op, data["attrs"]):
+                raise GraphError(f"module path {module} names two different layers")
+
+
+def _output_shape(graph, node, index):
+    shape = graph.nodes[node]["shape"]
+    return shape[index] if isinstance(shape, list) else shape
+
+
+def _as_tuple(shape):
+    return [tuple(s) for s in shape] if isinstance(shape, list) else tuple(shape)
+
+
+def parameter_count(graph: nx.DiGraph) -> int:
+    """Trainable parameters, counting each module once however often it is applied."""
+    seen, total = set(), 0
+    for n, data in graph.nodes(data=True):
+        if data["op"] in ("input", "output") or data["module"] is None or data["module"] in seen:
+            continue
+        seen.add(data["module"])
+        in_shape = _output_shape(graph, *data["inputs"][0])
+        total += PRIMITIVES[data["op"]].weights(data["attrs"], in_shape)
+    return total
+
+
+def mac_count(graph: nx.DiGraph) -> int:
+    """Multiply-accumulates of convolutions and linear layers for one sample."""
+    total = 0
+    for n, data in graph.nodes(data=True):
+        if data["op"] in ("conv2d", "linear"):
+            in_shape = _output_shape(graph, *data["inputs"][0])
+            total += PRIMITIVES[data["op"]].macs(data["attrs"], in_shape, data["shape"])
+    return total
+
+
+def state_dict_size(graph: nx.DiGraph) -> int:
+    """Entries the generated module's state_dict will have."""
+    per_op = {"conv2d": lambda a: 2 if a["bias"] else 1, "linear": lambda a: 2 if a["bias"] else 1,
+              "batchnorm2d": lambda a: 5, "batchnorm1d": lambda a: 5}
+    seen, total = set(), 0
+    for n, data in graph.nodes(data=True):
+        module = data["module"]
+        if module is None or module in seen or data["op"] not in per_op:
+            continue
+        seen.add(module)
+        total += per_op[data["op"]](data["attrs"])
+    return total
