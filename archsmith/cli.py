@@ -1,0 +1,166 @@
+"""The `archsmith` command. Spec errors are printed as `file:line:col: error: ...`, never as tracebacks.
+`check`, `compile`, `diagram` and `build` do not import torch."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import SpecError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="archsmith", description="Compile .arch architecture specs to PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="parse, elaborate and shape-check a spec")
+    p.add_argument("spec", help="a .arch file or a bundled model name")
+    p.add_argument("--model", help="only this model of the file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
+
+    p = sub.add_parser("compile", help="emit PyTorch source")
+    p.add_argument("spec", help="a .arch file or a bundled model name")
+    p.add_argument("--model", help="only this model of the file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+
+    p = sub.add_parser("diagram", help="draw a model with Graphviz")
+    p.add_argument("spec", help="a .arch file or a bundled model name")
+    p.add_argument("--model", help="the model to draw (default: the only one)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
+    p.add_argument("-o", "--output", required=True, help="output file: .svg, .png, .pdf or .dot")
+
+    sub.add_parser("list", help="list the bundled models")
+
+    p = sub.add_parser("build", help="compile every bundled spec: modules, diagrams and a summary")
+    p.add_argument("-o", "--output", default="build", help="output directory (default: build)")
+    p.add_argument("--no-diagrams", action="store_true", help="skip rendering diagrams")
+
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except SpecError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _params(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SpecError(f"--set takes KEY=VALUE, got `{pair}`")
+        out[key] = _value(text)
+    return out
+
+
+def _value(text: str):
+    """A --set value, read as a .arch literal: an int, float, bool, string or list."""
+    from .parser import parse
+    from .elaborate import Elaborator
+    from .loader import Loader
+    loader = Loader()
+    try:
+        file = loader.load_text(f"__value = {text}\n", "--set")
+        value = Elaborator(loader)._constant(file.constants[0])
+    except SpecError:
+        raise SpecError(f"--set value `{text}` is not a number, bool, string or list") from None
+    return value
+
+
+def _check(args) -> int:
+    from .compiler import elaborate_models
+    from .passes import parameter_count
+    for m in elaborate_models(args.spec, args.model, **_params(args.set)):
+        print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
+              f"{parameter_count(m.graph):,} parameters")
+    return 0
+
+
+def _compile(args) -> int:
+    from .compiler import to_python
+    source = to_python(args.spec, args.model, **_params(args.set))
+    if args.output:
+        write_atomic(args.output, source)
+    else:
+        sys.stdout.write(source)
+    return 0
+
+
+def _diagram(args) -> int:
+    from .backends.graphviz import diagram
+    from .compiler import elaborate_models
+    models = elaborate_models(args.spec, args.model, **_params(args.set))
+    if len(models) != 1:
+        raise SpecError(f"the spec defines {len(models)} models; pick one with --model")
+    render(diagram(models[0]), args.output)
+    return 0
+
+
+def render(graph, output: str) -> None:
+    """Write a diagram; the format follows the extension. Nothing is left behind on failure."""
+    fmt = Path(output).suffix.lstrip(".") or "svg"
+    if fmt in ("dot", "gv"):
+        write_atomic(output, graph.source)
+        return
+    import graphviz
+    try:
+        data = graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise OSError("Graphviz's `dot` is not installed (apt-get install graphviz); write a .dot file instead") from None
+    write_atomic(output, data)
+
+
+def write_atomic(path: str, data) -> None:
+    """Write via a temporary file and rename, so a failure never leaves a half-written file."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".archsmith-")
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _list(args) -> int:
+    from .loader import list_bundled
+    for name in sorted(list_bundled()):
+        print(name)
+    return 0
+
+
+def _build(args) -> int:
+    """Compile every bundled model into `output`: <model>.py, <model>.svg and summary.md."""
+    from .backends import summary
+    from .backends.graphviz import diagram
+    from .backends.pytorch import Generator
+    from .compiler import elaborate_models
+    from .loader import list_bundled
+    out = Path(args.output)
+    models, lines = [], {}
+    for name in list_bundled():
+        (model,) = elaborate_models(name)
+        gen = Generator([model])
+        source = gen.generate()
+        write_atomic(str(out / f"{name}.py"), source)
+        lines[name] = source.count("\n")
+        if not args.no_diagrams:
+            names = {inst_id: cls.name for inst_id, (cls, _) in gen.class_of.items()}
+            render(diagram(model, names), str(out / f"{name}.svg"))
+        models.append(model)
+        print(f"{name}: {out / (name + '.py')}")
+    write_atomic(str(out / "summary.md"), summary.markdown(summary.rows(models, lines)))
+    print(f"summary: {out / 'summary.md'}")
+    return 0
+
+
+_COMMANDS = {"check": _check, "compile": _compile, "diagram": _diagram, "list": _list, "build": _build}
