@@ -574,7 +574,7 @@ class Elaborator:
         self.stack.append(defn)
         try:
             # the def's layer is declared in the caller's block (or seq), evaluated in the def's own names
-            return self._apply_item(ast.LayerItem(None, item.target, item.span), x, _Renamed(inner, inner_name), seq)
+            return self._apply_item(ast.LayerItem(None, item.target, item.span), x, _Renamed(inner, inner_name, call.span), seq)
         finally:
             self.stack.pop()
 
@@ -597,6 +597,9 @@ class Elaborator:
             inner.vars[p.name] = value
 
     def _apply_primitive(self, prim, args, name, x, scope, seq, call):
+        site = getattr(scope, "site_span", None)
+        if site is not None:  # a def's layer: its shape errors belong to where the def is used
+            call = ast.Call(call.func, call.args, site, site)
         tensors = [a for a in args if isinstance(a[1], Tensor) or _has_tensor(a[1])]
         if prim.inputs == "one" or prim.torch_class is not None:
             if tensors:
@@ -853,14 +856,16 @@ class _SeqChild(Scope):
     def __init__(self, scope):
         self.__dict__.update(scope.__dict__)
         self.layer_name = None
+        self.site_span = None
 
 
 class _Renamed(Scope):
-    """A def's scope, carrying the name its layer gets."""
+    """A def's scope, carrying the name its layer gets and the call site its layer reports at."""
 
-    def __init__(self, scope, layer_name):
+    def __init__(self, scope, layer_name, site_span):
         self.__dict__.update(scope.__dict__)
         self.layer_name = layer_name
+        self.site_span = getattr(scope, "site_span", None) or site_span
 
 
 _MISSING = object()

@@ -11,7 +11,9 @@ from ..primitives import fmt_shape
 
 def diagram(model: Model, class_names: dict = None) -> Digraph:
     """`class_names`: id(instance) -> generated class name, to label blocks as the code names them."""
-    class_names = class_names or {}
+    if class_names is None:
+        from .pytorch import class_names as names_of
+        class_names = names_of([model])
     g = Digraph(model.name, graph_attr={"rankdir": "TB", "fontname": "Helvetica", "label": model.name,
                                         "labelloc": "t"},
                 node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#eef3fb",

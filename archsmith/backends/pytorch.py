@@ -615,3 +615,10 @@ class _Attrs:
 
 def generate(models: list) -> str:
     return Generator(models).generate()
+
+
+def class_names(models: list) -> dict:
+    """id(instance) -> the name of the generated class it is an instance of."""
+    gen = Generator(models)
+    gen.generate()
+    return {inst_id: cls.name for inst_id, (cls, _) in gen.class_of.items()}

@@ -1,0 +1,45 @@
+"""The generated source: size independent of depth, deterministic, importing only torch."""
+import ast
+import subprocess
+import sys
+
+import archsmith
+
+
+def test_source_size_does_not_grow_with_depth():
+    r50, r152 = archsmith.compile("resnet50"), archsmith.compile("resnet152")
+    assert len(r152.splitlines()) == len(r50.splitlines())
+    assert "for _ in range(35)" in r152
+
+
+def test_one_class_per_block_structure():
+    tree = ast.parse(archsmith.compile("resnet50"))
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert classes == ["BottleneckWithDownsample", "Bottleneck", "ResNet"] or sorted(classes) == sorted(
+        ["Bottleneck", "BottleneckWithDownsample", "ResNet"])
+
+
+def test_imports_only_torch_and_the_standard_library():
+    tree = ast.parse(archsmith.compile("resnet50") + archsmith.compile("vgg16_bn"))
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add(node.module.split(".")[0])
+    assert modules <= {"torch", "collections", "math"}
+
+
+def test_reads_like_torchvision():
+    source = archsmith.compile("resnet18")
+    assert "self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)" in source
+    assert "identity = self.downsample(x)" in source
+    assert "out = out + identity" in source
+    assert "def resnet18() -> ResNet:" in source
+
+
+def test_same_spec_same_bytes_across_hash_seeds():
+    code = "import archsmith, sys; sys.stdout.write(archsmith.compile('resnet50'))"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("1", "2")}
+    assert len(outs) == 1
