@@ -23,7 +23,11 @@ def elaborate_models(spec: str, model=None, **params) -> list:
     elaborator = Elaborator(loader)
     models = []
     for d in defs:
-        m = elaborator.elaborate(d, params)
+        try:
+            m = elaborator.elaborate(d, params)
+        except RecursionError:
+            raise SpecError(f"`{d.name}` nests expressions or blocks too deeply to evaluate", d.span,
+                            source=d.file.text) from None
         validate(m.graph)
         models.append(m)
     return models

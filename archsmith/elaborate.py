@@ -464,9 +464,11 @@ class Elaborator:
             want = {"int": "an int", "float": "a number", "bool": "a bool (true/false)",
                     "pair": "an int or a list of two ints", "ints": "a list of ints", "str": "a string"}[p.kind]
             raise self._err(f"`{p.name}` of `{prim.name}` must be {want}, not {type_name(value)}", span, scope.file)
-        if p.kind in ("int", "pair") and p.name != "padding" and value is not None:
-            if min(value if isinstance(value, list) else [value]) < (0 if p.name == "padding" else 1):
-                raise self._err(f"`{p.name}` of `{prim.name}` must be positive, got {value}", span, scope.file)
+        if p.kind in ("int", "pair") and value is not None:
+            least = 0 if p.name == "padding" else 1
+            if min(value if isinstance(value, list) else [value]) < least:
+                what = "at least 0" if least == 0 else "positive"
+                raise self._err(f"`{p.name}` of `{prim.name}` must be {what}, got {value}", span, scope.file)
         if p.kind == "float" and value is not None:
             value = float(value)
         return value
@@ -476,6 +478,11 @@ class Elaborator:
     def _apply_item(self, item: ast.LayerItem, x: Tensor, scope: Scope, seq: Optional[Layer] = None) -> Tensor:
         """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`."""
         name = self._layer_name(item.name, scope) if item.name else getattr(scope, "layer_name", None)
+        if item.name and seq is None and scope.instance is not None:
+            existing = _find_layer(scope.instance, name)
+            if existing is not None and not (isinstance(item.target, ast.Name) and item.target.id == name):
+                raise self._err(f"a layer named `{name}` is already declared in `{scope.instance.block.name}`",
+                                item.name.span, scope.file, notes=[("declared here", existing.span)])
         target = item.target
         if isinstance(target, ast.Name):
             existing = _find_layer(scope.instance, target.id) if seq is None and scope.instance else None
@@ -546,8 +553,16 @@ class Elaborator:
             layer.origins = self._arg_origins(target, args, scope)
             if x.origin:
                 layer.origins[inst.input_symbol] = x.origin
-            return self._register(layer, x, inst.output.shape, scope, seq, call.span, out=inst.output)
+            return self._register(layer, x, inst.output.shape, scope, seq, call.span,
+                                  out=replace(inst.output, origin=self._outer_origin(inst, layer, x), via=None))
         return self._apply_primitive(target, args, name, x, scope, seq, call)
+
+    def _outer_origin(self, inst, layer, x):
+        """The caller's symbol for a block's output channels: the block's symbol, translated back."""
+        symbol = inst.output.origin
+        if symbol == inst.input_symbol:
+            return x.origin
+        return layer.origins.get(symbol)
 
     def _arg_origins(self, defn, args, scope):
         """Which of the caller's symbols each argument of a block instance came from."""
@@ -671,7 +686,7 @@ class Elaborator:
                                 scope.file, notes=[("declared here", existing.span)])
             inst.layers.append(layer)
         if layer.kind == "block":
-            result = Tensor(out.node, out.index, out.shape)
+            result = out
         else:
             result = self._run_layer(layer, x, layer.out_shape, span, scope)
         if seq is None:
@@ -806,9 +821,9 @@ class Elaborator:
         if result is _MISSING:
             raise self._err(f"block `{defn.name}` has no `return`", defn.span, defn.file,
                             hint="end the block with `return` and the tensor it outputs")
+        result, span = result
         if not isinstance(result, Tensor):
-            raise self._err(f"block `{defn.name}` must return a tensor, not {type_name(result)}", self._return_span,
-                            defn.file)
+            raise self._err(f"block `{defn.name}` must return a tensor, not {type_name(result)}", span, defn.file)
         inst.output = result
         return inst
 
@@ -831,8 +846,7 @@ class Elaborator:
                     scope.instance.lets[s.target] = (value, s.value)
             elif isinstance(s, ast.Return):
                 self.var = _leftmost_name(s.value) or "out"
-                self._return_span = s.value.span
-                return self.eval(s.value, scope)
+                return self.eval(s.value, scope), s.value.span
             elif isinstance(s, ast.If):
                 result = self._run_block_body(self._branch(s, scope), scope, singles)
                 if result is not _MISSING:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -144,7 +144,7 @@ def _span(path, meta_or_token) -> ast.Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """Lark tree -> archsmith.ast, one method per grammar rule."""
 
     def __init__(self, path: str):

@@ -176,11 +176,10 @@ class Generator:
             lines.append("import math")
         if self.uses_ordered_dict:
             lines.append("from collections import OrderedDict")
-        lines += ["", "import torch", "import torch.nn.functional as F", "from torch import Tensor, nn", "", ""]
+        lines += ["", "import torch", "import torch.nn.functional as F", "from torch import Tensor, nn", ""]
         lines.append("__all__ = [" + ", ".join(repr(n) for n in sorted({c.name for c in self.classes}) + names) + "]")
-        lines.append("")
         if "drop_path" in self.helpers:
-            lines += _DROP_PATH
+            lines += ["", ""] + _DROP_PATH
         for cls in self.classes:
             lines += ["", ""]
             lines += self._class_source(cls)
@@ -225,7 +224,6 @@ def _short(path: str) -> str:
 
 
 _DROP_PATH = [
-    "",
     "def drop_path(x: Tensor, p: float, training: bool) -> Tensor:",
     '    """Stochastic depth (Huang et al. 2016): zero whole samples with probability p, rescale the rest."""',
     "    if p == 0.0 or not training:",

@@ -1,0 +1,510 @@
+"""Broken specs: every mistake is a SpecError that points at the right line and column.
+
+Each case is a spec with one mistake, the 1-based line and column the error must point at, a fragment
+of its message and, for some, its hint. Spec texts are built with `spec(...)`, one argument per line,
+so that the n-th argument is line n; columns are counted on that line's text.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import pytest
+
+import archsmith
+from archsmith import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "errors"
+MODEL = "model net = Net() input [3, 32, 32]"
+
+
+def spec(*lines: str) -> str:
+    """A spec text whose line n is the n-th argument."""
+    return "\n".join(lines) + "\n"
+
+
+class Case(NamedTuple):
+    id: str
+    spec: str  # spec text, or a path under FIXTURES
+    line: int
+    column: int
+    message: str  # a fragment of err.message
+    hint: Optional[str] = None  # a fragment of err.hint, when given
+    file: Optional[str] = None  # the file the error must be in, for multi-file cases
+
+
+# Blocks shared by several cases.
+INNER = ("block Inner(c) {",
+         "    return x | conv: conv2d(c, 1)",
+         "}")
+
+CASES = [
+    # ------------------------------------------------------------------ syntax
+    Case("syntax-missing-rparen-in-call",
+         spec("block Net(n = 8) {",
+              "    x = x | conv: conv2d(n, 3, padding=1",
+              "    x = x | relu",  # newlines inside (...) are dropped, so `x` is unexpected
+              "    return x",
+              "}",
+              MODEL),
+         3, 5, "unexpected `x`"),
+    Case("syntax-missing-rparen-in-params",
+         spec("block Net(n {",
+              "    return x",
+              "}"),
+         1, 13, "unexpected `{`", hint="missing `)`?"),
+    Case("syntax-missing-rbrace-at-eof",
+         spec("block Net(n = 8) {",
+              "    x = x | conv: conv2d(n, 3, padding=1) | bn: batchnorm2d()",
+              "    return x"),
+         3, 13, "unexpected end of file", hint="is not closed"),
+    Case("syntax-missing-rbrace-before-model",
+         spec("block Net(n = 8) {",
+              "    x = x | relu",
+              "    return x",
+              "",
+              MODEL),
+         5, 1, "unexpected `model`"),
+    Case("syntax-single-quote",
+         spec("block Net(n = 8) {",
+              "    x = x | conv: conv2d(n, 3, padding='same')",
+              "    return x",
+              "}",
+              MODEL),
+         2, 40, "unexpected character `'`", hint="strings use double quotes"),
+    Case("syntax-unexpected-token",
+         spec("block Net(n = 8) {",
+              "    x = x | | relu",
+              "    return x",
+              "}",
+              MODEL),
+         2, 13, "unexpected `|`"),
+
+    # ------------------------------------------------------------------ unknown names
+    Case("unknown-layer",
+         spec("block Net(n = 8) {",
+              "    x = x | conv: conv3d(n, 3, padding=1)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 19, "unknown layer `conv3d`", hint="did you mean `conv2d`?"),
+    Case("unknown-keyword-argument",
+         spec("block Net(n = 8) {",
+              "    x = x | conv: conv2d(n, 3, strid=2)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 32, "`conv2d` has no parameter `strid`", hint="did you mean `stride`?"),
+    Case("unknown-variable",
+         spec("block Net(width = 8) {",
+              "    x = x | conv: conv2d(widht, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 26, "unknown name `widht`", hint="did you mean `width`?"),
+    Case("unknown-block-in-model",
+         spec("block Net() {",
+              "    return x | relu",
+              "}",
+              "model net = Nett() input [3, 32, 32]"),
+         4, 13, "unknown name `Nett`", hint="did you mean `Net`?"),
+    Case("unknown-tensor-attribute",
+         spec("block Net() {",
+              "    x = x | conv: conv2d(x.chanels, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 26, "a tensor has no attribute `chanels`", hint="did you mean `channels`?"),
+    Case("missing-import",
+         spec("import \"nosuchlib\"",
+              "block Net() {",
+              "    return x",
+              "}",
+              MODEL),
+         1, 1, "cannot find `nosuchlib` to import"),
+
+    # ------------------------------------------------------------------ arity
+    Case("too-many-positional-to-primitive",
+         spec("block Net() {",
+              "    x = x | relu(true, 2)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 24, "`relu` takes at most 1 argument, got 2"),
+    Case("too-many-positional-to-block",
+         spec(*INNER,
+              "block Net() {",
+              "    x = x | a: Inner(8, 16)",
+              "    return x",
+              "}",
+              MODEL),
+         5, 25, "`Inner` takes at most 1 argument, got 2"),
+    Case("missing-required-primitive-argument",
+         spec("block Net(n = 8) {",
+              "    x = x | conv: conv2d(n)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 19, "`conv2d` needs `kernel_size`"),
+    Case("missing-required-block-argument",
+         spec(*INNER,
+              "block Net() {",
+              "    x = x | a: Inner()",
+              "    return x",
+              "}",
+              MODEL),
+         5, 16, "`Inner` needs `c`"),
+    Case("argument-given-twice",
+         spec("block Net(n = 8) {",
+              "    x = x | conv: conv2d(n, 3, kernel_size=5)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 32, "`conv2d` got `kernel_size` twice"),
+
+    # ------------------------------------------------------------------ types and values
+    Case("string-where-int-expected",
+         spec("block Net() {",
+              "    x = x | conv: conv2d(\"a\", 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 26, "`out_channels` of `conv2d` must be an int, not a string"),
+    Case("non-positive-stride",
+         spec("block Net() {",
+              "    x = x | conv: conv2d(8, 3, stride=0)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 39, "`stride` of `conv2d` must be positive, got 0"),
+    Case("bad-input-shape",
+         spec("block Net() {",
+              "    return x | relu",
+              "}",
+              "model net = Net() input [3, 0, 32]"),
+         4, 25, "the input shape must be a list of positive ints"),
+    Case("index-out-of-range",
+         spec("widths = [16, 32]",
+              "block Net() {",
+              "    x = x | conv: conv2d(widths[2], 3)",
+              "    return x",
+              "}",
+              MODEL),
+         3, 33, "index 2 is out of range for a list of length 2"),
+    Case("division-by-zero",
+         spec("block Net(n = 8, groups = 0) {",
+              "    x = x | conv: conv2d(n // groups, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 26, "division by zero"),
+    Case("constant-depends-on-itself",
+         spec("a = b + 1",
+              "b = a * 2",
+              "block Net() {",
+              "    x = x | conv: conv2d(a, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         1, 1, "constant `a` depends on itself"),
+
+    # ------------------------------------------------------------------ shapes
+    Case("add-different-channels",
+         spec("block Net() {",
+              "    a = x | c1: conv2d(256, 1)",
+              "    b = x | c2: conv2d(128, 1)",
+              "    return a + b",
+              "}",
+              MODEL),
+         4, 12, "channels differ (256 vs 128)"),
+    Case("concat-different-spatial-sizes",
+         spec("block Net() {",
+              "    a = x | c1: conv2d(8, 3, padding=1)",
+              "    b = x | c2: conv2d(8, 3, stride=2, padding=1)",
+              "    return concat(a, b)",
+              "}",
+              MODEL),
+         4, 12, "concat of [8, 32, 32] and [8, 16, 16]: all but dim 1 must match"),
+    Case("linear-on-unflattened-tensor",
+         spec("block Net() {",
+              "    return x | fc: linear(10)",
+              "}",
+              MODEL),
+         2, 20, "linear needs a flat (features,) input, got [3, 32, 32]; flatten it first"),
+    Case("linear-reapplied-to-wrong-width",
+         spec("block Net() {",
+              "    x = x | flatten() | fc: linear(64)",
+              "    x = x | fc",
+              "    return x",
+              "}",
+              MODEL),
+         3, 13, "`fc` was built for input [3072] but is applied to [64] (in_features differs)"),
+    Case("conv-groups-do-not-divide-channels",
+         spec("block Net() {",
+              "    x = x | conv: conv2d(8, 3, groups=2)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 19, "conv2d groups=2 does not divide the 3 input channels"),
+    Case("pool-window-larger-than-input",
+         spec("block Net() {",
+              "    return x | maxpool2d(8)",
+              "}",
+              "model net = Net() input [3, 4, 4]"),
+         2, 16, "maxpool2d window 8 (padding 0) does not fit the input height 4"),
+
+    # ------------------------------------------------------------------ imports (files under fixtures/errors)
+    Case("import-cycle", "cycle_a.arch",
+         3, 1, "import cycle: cycle_a.arch -> cycle_b.arch -> cycle_a.arch", file="cycle_b.arch"),
+    Case("import-self", "self_import.arch",
+         2, 1, "import cycle: self_import.arch -> self_import.arch", file="self_import.arch"),
+    Case("imported-twice", "twice_main.arch",
+         3, 1, "`ConvBnAct` is imported twice", file="twice_main.arch"),
+
+    # ------------------------------------------------------------------ blocks and layers
+    Case("block-instantiates-itself",
+         spec("block A(n = 8) {",
+              "    x = x | inner: A(n)",
+              "    return x",
+              "}",
+              "model net = A() input [3, 32, 32]"),
+         2, 20, "`A` uses itself: A -> A", hint="cannot contain an instance of itself"),
+    Case("blocks-instantiate-each-other",
+         spec("block A() {",
+              "    x = x | b: B()",
+              "    return x",
+              "}",
+              "block B() {",
+              "    x = x | a: A()",
+              "    return x",
+              "}",
+              "model net = A() input [3, 32, 32]"),
+         6, 16, "`A` uses itself: A -> B -> A"),
+    Case("block-without-return",
+         spec("# a block that never returns",
+              "block Net() {",
+              "    x = x | relu",
+              "}",
+              MODEL),
+         2, 1, "block `Net` has no `return`", hint="end the block with `return`"),
+    Case("block-returns-non-tensor",
+         spec("block Net() {",
+              "    return x.channels",
+              "}",
+              MODEL),
+         2, 12, "block `Net` must return a tensor, not an int"),
+    Case("layer-with-weights-without-name",
+         spec("block Net() {",
+              "    x = x | conv2d(8, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 13, "a `conv2d` has weights, so it needs a name", hint="write `name: conv2d(...)`"),
+    Case("block-instance-without-name",
+         spec(*INNER,
+              "block Net() {",
+              "    x = x | Inner(8)",
+              "    return x",
+              "}",
+              MODEL),
+         5, 13, "an instance of `Inner` needs a name"),
+    Case("duplicate-layer-name",
+         spec("block Net() {",
+              "    x = x | conv: conv2d(8, 3, padding=1)",
+              "    x = x | conv: conv2d(8, 3, padding=1)",  # points at the second layer's name
+              "    return x",
+              "}",
+              MODEL),
+         3, 13, "a layer named `conv` is already declared in `Net`"),
+    Case("duplicate-top-level-definition",
+         spec("block Net() {",
+              "    return x | relu",
+              "}",
+              "block Net() {",
+              "    return x",
+              "}",
+              MODEL),
+         4, 1, "`Net` is already defined in this file"),
+    Case("reserved-layer-name",
+         spec("block Net() {",
+              "    x = x | forward: conv2d(8, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 13, "a layer named `forward` would hide nn.Module.forward"),
+    Case("layer-on-its-own-line-in-block",
+         spec("block Net() {",
+              "    relu()",
+              "    return x",
+              "}",
+              MODEL),
+         2, 5, "a layer on its own line has no input here"),
+
+    # a nested block's `return` must not take over the outer block's error location
+    Case("nested-block-return-non-tensor",
+             spec(*INNER,
+                  "block Net() {",
+                  "    return (x | a: Inner(8)).channels",
+                  "}",
+                  MODEL),
+             5, 12, "block `Net` must return a tensor, not an int"),
+    Case("negative-padding",
+             spec("block Net() {",
+                  "    x = x | conv: conv2d(8, 3, padding=-1)",
+                  "    return x",
+                  "}",
+                  MODEL),
+             2, 40, "`padding` of `conv2d` must be at least 0"),
+    Case("pool-padding-over-half-the-window",
+         spec("block Net() {",
+              "    x = x | pool: maxpool2d(2, padding=3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 19, "maxpool2d padding 3 is more than half the window 2"),
+]
+
+
+def _ids(cases):
+    return [c.id for c in cases]  # a Case's id, or a pytest.param's
+
+
+def _compile(case: Case):
+    if case.file is not None:
+        return archsmith.compile(str(FIXTURES / case.spec))
+    return archsmith.compile(case.spec)
+
+
+def _raised(case: Case) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        _compile(case)
+    return info.value
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_broken_spec_is_located(case: Case):
+    err = _raised(case)
+    assert case.message in err.message
+    assert (err.line, err.column) == (case.line, case.column), err.render()
+    if case.hint is not None:
+        assert err.hint is not None and case.hint in err.hint, err.render()
+    if case.file is not None:
+        assert os.path.basename(err.path) == case.file
+    else:
+        assert err.path == "<string>"
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 24
+    assert len(set(_ids(CASES))) == len(CASES)
+
+
+# ---------------------------------------------------------------------- rendering
+
+def _case(case_id: str) -> Case:
+    for c in CASES:
+        if isinstance(c, Case) and c.id == case_id:
+            return c
+    raise KeyError(case_id)
+
+
+@pytest.mark.parametrize("case_id", ["unknown-keyword-argument", "unknown-layer", "add-different-channels",
+                                     "syntax-single-quote", "syntax-missing-rbrace-at-eof"])
+def test_rendered_error_shows_the_line_and_a_caret(case_id):
+    case = _case(case_id)
+    err = _raised(case)
+    text = str(err)
+    lines = text.splitlines()
+    assert lines[0] == f"<string>:{case.line}:{case.column}: error: {err.message}"
+    source_line = case.spec.splitlines()[case.line - 1]
+    assert lines[1] == f"{case.line:>4} | {source_line}"
+    # The caret line starts under the reported column.
+    caret = lines[2]
+    prefix = f"{'':>4} | "
+    assert caret.startswith(prefix) and "^" in caret
+    assert caret.index("^") - len(prefix) == case.column - 1
+    if case.hint:
+        assert f"hint: {err.hint}" in lines
+
+
+def test_rendered_hint_for_unknown_keyword():
+    err = _raised(_case("unknown-keyword-argument"))
+    assert err.hint == "did you mean `stride`?"
+    text = str(err)
+    assert "    x = x | conv: conv2d(n, 3, strid=2)" in text
+    assert text.splitlines()[-1] == "hint: did you mean `stride`?"
+    # the caret underlines the whole argument `strid=2`
+    assert "^" * len("strid=2") in text
+
+
+def test_rendered_import_cycle_names_the_file():
+    err = _raised(_case("import-cycle"))
+    text = str(err)
+    first = text.splitlines()[0]
+    assert first.endswith("cycle_b.arch:3:1: error: import cycle: cycle_a.arch -> cycle_b.arch -> cycle_a.arch")
+    assert '   3 | import "cycle_a"' in text
+    assert "^" in text
+
+
+def test_duplicate_layer_notes_the_first_declaration():
+    err = _raised(_case("duplicate-layer-name"))
+    assert [(msg, span.line, span.column) for msg, span in err.notes] == [("declared here", 2, 19)]
+    assert "<string>:2:19: note: declared here" in str(err)
+
+
+def test_unknown_override_is_reported_at_the_model():
+    text = spec("block Net(width = 8) {",
+                "    x = x | conv: conv2d(width, 3)",
+                "    return x",
+                "}",
+                MODEL)
+    with pytest.raises(SpecError) as info:
+        archsmith.compile(text, widht=16)
+    err = info.value
+    assert "`Net` has no parameter `widht`" in err.message
+    assert err.hint == "did you mean `width`?"
+    assert (err.line, err.column) == (5, 1)
+
+
+def test_bad_override_type_is_reported_at_the_primitive():
+    text = spec("block Net(width = 8) {",
+                "    x = x | conv: conv2d(width, 3)",
+                "    return x",
+                "}",
+                MODEL)
+    with pytest.raises(SpecError) as info:
+        archsmith.compile(text, width="wide")
+    err = info.value
+    assert "`out_channels` of `conv2d` must be an int, not a string" in err.message
+    assert (err.line, err.column) == (2, 26)
+
+
+def test_deeply_nested_expression_is_a_spec_error():
+    # 1000 terms, the last a string: the sum is a type error
+    text = spec("block Net() {",
+                "    x = x | conv: conv2d(" + " + ".join(["1"] * 999) + ' + "a", 3)',
+                "    return x",
+                "}",
+                MODEL)
+    with pytest.raises(SpecError):
+        archsmith.compile(text)
+
+
+# ---------------------------------------------------------------------- the command line
+
+def test_cli_check_reports_errors_without_traceback(tmp_path):
+    path = tmp_path / "file.arch"
+    path.write_text(_case("unknown-keyword-argument").spec, encoding="utf-8")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run([sys.executable, "-m", "archsmith", "check", str(path)], capture_output=True,
+                            text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode != 0
+    assert "file.arch:2:32: error:" in result.stderr, result.stderr
+    assert "`conv2d` has no parameter `strid`" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stdout
