@@ -108,7 +108,8 @@ class Elaborator:
 
     # ---------------------------------------------------------------- entry point
 
-    def elaborate(self, model: ast.ModelDef, overrides: dict) -> Model:
+    def elaborate(self, model: ast.ModelDef, overrides: dict, input_channels: Optional[int] = None) -> Model:
+        """`input_channels` replaces the declared input's first dimension."""
         self.graph = nx.DiGraph()
         file = model.file
         defn = self._lookup_definition(model.block, model.block_span, file)
@@ -119,6 +120,8 @@ class Elaborator:
         if not (isinstance(input_shape, list) and input_shape and all(_is_int(d) and d > 0 for d in input_shape)):
             raise self._err("the input shape must be a list of positive ints, like [3, 224, 224]", model.input.span, file)
         input_shape = tuple(input_shape)
+        if input_channels is not None:
+            input_shape = (input_channels,) + input_shape[1:]
         node = self._add_node("input", {}, [], input_shape, model.span, "", None)
         x = Tensor(node, 0, input_shape)
         args = self._eval_args(model.args, scope)
@@ -126,7 +129,8 @@ class Elaborator:
             args.append((name, value, None, None))
         root = self._instantiate(defn, args, x, "", model.span, scope)
         self._add_node("output", {}, [root.output], root.output.shape, model.span, "", None)
-        return Model(model.name, model, root, self.graph, input_shape, root.output.shape, root.params)
+        return Model(model.name, model, root, self.graph, input_shape, root.output.shape, root.params,
+                     dict(overrides), self)
 
     # ---------------------------------------------------------------- errors and lookups
 

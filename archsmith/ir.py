@@ -77,3 +77,5 @@ class Model:
     input_shape: tuple
     output_shape: tuple
     params: dict  # the root block's bound parameters
+    overrides: dict = field(default_factory=dict)  # the parameters given to `compile`
+    elaborator: object = None  # what made it, to make it again with other parameters

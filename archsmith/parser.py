@@ -251,7 +251,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.UnaryOp("not", children[0], self._s(meta))
 
     def neg(self, meta, children):
-        return ast.UnaryOp("-", children[0], self._s(meta))
+        return ast.UnaryOp("-", children[-1], self._s(meta))
 
     def compare(self, meta, children):
         return ast.BinOp(str(children[1]), children[0], children[2], self._s(meta))
@@ -260,7 +260,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.BinOp(str(children[1]), children[0], children[2], self._s(meta))
 
     def pow_op(self, meta, children):
-        return ast.BinOp("**", children[0], children[1], self._s(meta))
+        return ast.BinOp("**", children[0], children[-1], self._s(meta))
 
     def index(self, meta, children):
         return ast.Index(children[0], children[1], self._s(meta))

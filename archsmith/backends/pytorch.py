@@ -96,6 +96,7 @@ class CtorParam:
     values: list  # one per instance of the class
     default: object = None
     has_default: bool = False
+    symbol: Optional[str] = None  # the spec symbol it stands for
 
 
 @dataclass
@@ -121,8 +122,10 @@ class ClassDef:
 
 
 class Generator:
-    def __init__(self, models: list):
+    def __init__(self, models: list, frozen: dict = None):
+        """`frozen`: id(root instance) -> spec symbols its class must not take as parameters."""
         self.models = models
+        self.frozen = frozen or {}
         self.memo = {}
         self.groups: "OrderedDict[tuple, list]" = OrderedDict()
         self.class_of = {}  # id(instance) -> (ClassDef, index in its instances)
@@ -230,7 +233,9 @@ _DROP_PATH = [
     "        return x",
     "    keep = 1.0 - p",
     "    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)",
-    "    return x * mask / keep",
+    "    if keep > 0.0:",
+    "        mask.div_(keep)",
+    "    return x * mask",
     "",
     "",
     "class DropPath(nn.Module):",
@@ -261,6 +266,7 @@ class _ClassWriter:
         self.symbols = {}  # spec symbol -> python source
         self.params = OrderedDict()  # python name -> CtorParam
         self.let_lines = []
+        self.stored_attrs = OrderedDict()  # python name -> attribute of self holding it for forward
 
     # -- symbols
     def _param(self, wanted, values, default=None, has_default=False, key=None):
@@ -275,6 +281,8 @@ class _ClassWriter:
         if sym in self.symbols:
             return self.symbols[sym]
         first = self.first
+        if self.is_root and sym in self.gen.frozen.get(id(first), ()):
+            raise _Unresolvable(sym)
         if sym == first.input_symbol:
             values = [i.input.shape[0] for i in self.insts]
             src = self._declare(sym, values, has_default=self.is_root, default=values[0])
@@ -293,7 +301,7 @@ class _ClassWriter:
 
     def _declare(self, sym, values, default=None, has_default=False):
         name = self.names.create(sym)
-        self.params[name] = CtorParam(name, values, default, has_default)
+        self.params[name] = CtorParam(name, values, default, has_default, symbol=sym)
         return name
 
     def _spec_default(self, name):
@@ -373,6 +381,16 @@ class _ClassWriter:
             return literal(values[0])
         return self._param(wanted, values)
 
+    def stored(self, name: str) -> str:
+        """The attribute of self that keeps `name` (a constructor value) for forward."""
+        if name not in self.stored_attrs:
+            taken = {l.name for l in self.first.layers} | set(self.stored_attrs.values())
+            attr = name
+            while attr in taken:
+                attr += "_"
+            self.stored_attrs[name] = attr
+        return self.stored_attrs[name]
+
     # -- writing
     def write(self):
         cls = self.cls
@@ -381,6 +399,7 @@ class _ClassWriter:
             src = self._layer_src(layer, [self._find(i, layer.name) for i in self.insts], indent=0)
             init.append(f"self.{layer.name} = {src}")
         forward = self._forward()
+        init = [f"self.{attr} = {name}" for name, attr in self.stored_attrs.items()] + init
         declared = [p.name for p in cls.block.params]
         order = {name: i for i, name in enumerate([self.symbols.get(self.first.input_symbol)] + declared)}
         ordered = sorted(self.params.values(), key=lambda p: order.get(p.name, len(order)))
@@ -426,9 +445,9 @@ class _ClassWriter:
         pad = "    " * indent
         if all(name == str(i) for i, (name, _) in enumerate(items)):
             runs = _runs([src for _, src in items])
-            body = []
-            for src, n in runs:
-                body.append(src if n == 1 else f"*[{src} for _ in range({n})]")
+            body = [src if n == 1 else f"*[{src} for _ in range({n})]" for src, n in runs]
+            if len(body) == 1 and "\n" not in body[0]:
+                return f"nn.Sequential({body[0]})"
             return "nn.Sequential(\n" + "".join(f"{pad}    {b},\n" for b in body) + f"{pad})"
         self.gen.uses_ordered_dict = True
         body = "".join(f"{pad}    ({name!r}, {src}),\n" for name, src in items)
@@ -478,7 +497,8 @@ class _ClassWriter:
             if s.kind == "apply":
                 rhs = f"self.{s.layer.name}({ins[0]})"
             else:
-                e = self._attrs(s.prim, [self._step(j, i).attrs for j in self.insts], s.origins, s.prim.name)
+                e = _Attrs(self, s.prim, [self._step(j, i).attrs for j in self.insts], s.origins, s.prim.name,
+                           in_forward=True)
                 rhs = s.prim.functional(e, ins)
                 if s.prim.name == "drop_path":
                     self.gen.helpers.add("drop_path")
@@ -564,11 +584,14 @@ def _literal_value(e):
 
 
 class _Attrs:
-    """Argument sources of one primitive, for the emitters in `primitives`."""
+    """Argument sources of one primitive, for the emitters in `primitives`. In a forward, a value that
+    is a constructor parameter is read from the attribute __init__ stores it in."""
 
-    def __init__(self, writer: _ClassWriter, prim, per_instance: list, origins: dict, prefix: str):
+    def __init__(self, writer: _ClassWriter, prim, per_instance: list, origins: dict, prefix: str,
+                 in_forward: bool = False):
         self.w, self.prim, self.values, self.origins, self.prefix = writer, prim, per_instance, origins, prefix
         self.kinds = {p.name: p for p in prim.params}
+        self.in_forward = in_forward
 
     def value(self, name):
         return self.values[0][name]
@@ -579,6 +602,8 @@ class _Attrs:
     def __getitem__(self, name) -> str:
         values = self._values(name)
         src = self.w.slot(values, self.origins.get(name), f"{self.prefix}_{name}")
+        if self.in_forward and src.isidentifier() and src not in ("True", "False", "None"):
+            src = "self." + self.w.stored(src)
         p = self.kinds.get(name)
         if p is not None and p.kind == "pair" and src.startswith("["):
             src = "(" + src[1:-1] + ")"
@@ -612,7 +637,62 @@ class _Attrs:
 
 
 def generate(models: list) -> str:
-    return Generator(models).generate()
+    """Source for `models`. A root class takes a spec parameter only where the code it generates does
+    not depend on the parameter's value: each is checked by elaborating the model again with the
+    value changed. Others (ones that change the structure) stay literals."""
+    frozen = {id(m.root): set() for m in models}
+    for m in models:
+        frozen[id(m.root)] = _unsafe_root_symbols(m)
+    return Generator(models, frozen).generate()
+
+
+def _unsafe_root_symbols(model: Model) -> set:
+    frozen: set = set()
+    while True:
+        gen = Generator([model], {id(model.root): frozen})
+        source = gen.generate()
+        cls, _ = gen.class_of[id(model.root)]
+        unsafe = {p.symbol for p in cls.params if not _generalises(model, cls, p, source, frozen)}
+        if not unsafe:
+            return frozen
+        frozen |= unsafe
+
+
+def _perturbed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2 if value else 0.5
+    return None
+
+
+def _generalises(model: Model, cls: ClassDef, param: CtorParam, source: str, frozen: set) -> bool:
+    from ..errors import SpecError
+    new = _perturbed(param.default)
+    if new is None:
+        return False
+    overrides = dict(model.overrides)
+    channels = None
+    if param.symbol == model.root.input_symbol:
+        channels = new
+    else:
+        overrides[param.symbol] = new
+    try:
+        other = model.elaborator.elaborate(model.definition, overrides, input_channels=channels)
+    except SpecError:
+        return False
+    changed = Generator([other], {id(other.root): frozen}).generate()
+    hint = _hint(param.default)
+    start = source.index(f"\nclass {cls.name}(nn.Module):")
+    expected = source[:start] + source[start:].replace(f"{param.name}: {hint} = {literal(param.default)}",
+                                                       f"{param.name}: {hint} = {literal(new)}", 1)
+    return _without_factories(changed) == _without_factories(expected)
+
+
+def _without_factories(source: str) -> str:
+    return source.split("\n\n\ndef ")[0]
 
 
 def class_names(models: list) -> dict:
