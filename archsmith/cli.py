@@ -142,20 +142,18 @@ def _build(args) -> int:
     """Compile every bundled model into `output`: <model>.py, <model>.svg and summary.md."""
     from .backends import summary
     from .backends.graphviz import diagram
-    from .backends.pytorch import Generator
+    from .backends.pytorch import generate
     from .compiler import elaborate_models
     from .loader import list_bundled
     out = Path(args.output)
     models, lines = [], {}
     for name in list_bundled():
         (model,) = elaborate_models(name)
-        gen = Generator([model])
-        source = gen.generate()
+        source = generate([model])
         write_atomic(str(out / f"{name}.py"), source)
         lines[name] = source.count("\n")
         if not args.no_diagrams:
-            names = {inst_id: cls.name for inst_id, (cls, _) in gen.class_of.items()}
-            render(diagram(model, names), str(out / f"{name}.svg"))
+            render(diagram(model), str(out / f"{name}.svg"))
         models.append(model)
         print(f"{name}: {out / (name + '.py')}")
     write_atomic(str(out / "summary.md"), summary.markdown(summary.rows(models, lines)))

@@ -105,6 +105,7 @@ class Elaborator:
         self.constants: dict = {}  # id(Assign) -> value
         self._evaluating: set = set()
         self.var = "x"  # the spec variable the current statement assigns
+        self.conds: list = []  # (If, branch taken) around the statement being run, in this block
 
     # ---------------------------------------------------------------- entry point
 
@@ -688,13 +689,13 @@ class Elaborator:
             if existing is not None:
                 raise self._err(f"a layer named `{layer.name}` is already declared in `{inst.block.name}`", span,
                                 scope.file, notes=[("declared here", existing.span)])
-            inst.layers.append(layer)
+            self._declare(inst, layer)
         if layer.kind == "block":
             result = out
         else:
             result = self._run_layer(layer, x, layer.out_shape, span, scope)
         if seq is None:
-            inst.steps.append(Step("apply", self.var, [x.key], [result.key], [x.via], layer=layer, span=span))
+            self._step(inst, Step("apply", self.var, [x.key], [result.key], [x.via], layer=layer, span=span))
         return result
 
     def _run_layer(self, layer, x, out_shape, span, scope):
@@ -719,7 +720,7 @@ class Elaborator:
                             notes=[("declared here", layer.span)])
         out_shape = self._shape(layer.prim, attrs, [x.shape], span, scope)
         result = self._run_layer(layer, x, out_shape, span, scope)
-        scope.instance.steps.append(Step("apply", self.var, [x.key], [result.key], [x.via], layer=layer, span=span))
+        self._step(scope.instance, Step("apply", self.var, [x.key], [result.key], [x.via], layer=layer, span=span))
         return result
 
     def _apply_seq(self, body: ast.Seq, name, x, scope, parent_seq, span):
@@ -736,13 +737,13 @@ class Elaborator:
             if existing is not None:
                 raise self._err(f"a layer named `{name}` is already declared in `{inst.block.name}`", span,
                                 scope.file, notes=[("declared here", existing.span)])
-            inst.layers.append(layer)
+            self._declare(inst, layer)
         y = self._run_seq_body(body.body, x, scope, layer)
         if not layer.children:
             raise self._err("this `seq` is empty", span, scope.file)
         layer.out_shape = y.shape
         if parent_seq is None:
-            inst.steps.append(Step("apply", self.var, [x.key], [y.key], [x.via], layer=layer, span=span))
+            self._step(inst, Step("apply", self.var, [x.key], [y.key], [x.via], layer=layer, span=span))
         return y
 
     def _run_seq_body(self, stmts, x, scope, seq):
@@ -768,10 +769,22 @@ class Elaborator:
         return x
 
     def _branch(self, s: ast.If, scope):
-        for cond, body in s.branches:
+        return self._choose(s, scope)[1]
+
+    def _choose(self, s: ast.If, scope):
+        """(index of the branch taken, its body); the `else` is index len(branches)."""
+        for i, (cond, body) in enumerate(s.branches):
             if self._truth(self.eval(cond, scope), cond.span, scope):
-                return body
-        return s.orelse or []
+                return i, body
+        return len(s.branches), s.orelse or []
+
+    def _step(self, inst, step):
+        step.conds = tuple(self.conds)
+        inst.steps.append(step)
+
+    def _declare(self, inst, layer):
+        layer.conds = tuple(self.conds)
+        inst.layers.append(layer)
 
     # ---------------------------------------------------------------- functional ops
 
@@ -791,7 +804,7 @@ class Elaborator:
         else:
             origin = tensors[0].origin if op in ("add", "mul") or out[:1] == tensors[0].shape[:1] else None
             results = [Tensor(node, 0, out, origin)]
-        inst.steps.append(Step("func", self.var, [t.key for t in tensors], [r.key for r in results],
+        self._step(inst, Step("func", self.var, [t.key for t in tensors], [r.key for r in results],
                                [t.via for t in tensors], prim=prim,
                                attrs=attrs, origins=origins, listed=listed, span=span))
         return results if listed else results[0]
@@ -816,12 +829,13 @@ class Elaborator:
         scope.vars["x"] = inst.input
         singles = _single_assignments(defn.body)
         self.stack.append(defn)
-        saved_var = self.var
+        saved_var, saved_conds = self.var, self.conds
+        self.conds = []
         try:
             result = self._run_block_body(defn.body, scope, singles)
         finally:
             self.stack.pop()
-            self.var = saved_var
+            self.var, self.conds = saved_var, saved_conds
         if result is _MISSING:
             raise self._err(f"block `{defn.name}` has no `return`", defn.span, defn.file,
                             hint="end the block with `return` and the tensor it outputs")
@@ -842,7 +856,7 @@ class Elaborator:
                 self.var = s.target
                 value = self.eval(s.value, scope)
                 if isinstance(value, Tensor) and isinstance(s.value, ast.Name):
-                    scope.instance.steps.append(Step("alias", s.target, [value.key], [value.key], [value.via], span=s.span))
+                    self._step(scope.instance, Step("alias", s.target, [value.key], [value.key], [value.via], span=s.span))
                 scope.vars[s.target] = value
                 scope.origins.pop(s.target, None)
                 if s.target in singles and _is_scalar(value):
@@ -852,7 +866,12 @@ class Elaborator:
                 self.var = _leftmost_name(s.value) or "out"
                 return self.eval(s.value, scope), s.value.span
             elif isinstance(s, ast.If):
-                result = self._run_block_body(self._branch(s, scope), scope, singles)
+                index, body = self._choose(s, scope)
+                self.conds.append((s, index))
+                try:
+                    result = self._run_block_body(body, scope, singles)
+                finally:
+                    self.conds.pop()
                 if result is not _MISSING:
                     return result
             elif isinstance(s, ast.For):

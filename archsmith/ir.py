@@ -36,6 +36,7 @@ class Layer:
     instance: Optional["Instance"] = None  # block
     in_shape: tuple = ()
     out_shape: tuple = ()
+    conds: tuple = ()  # the (If, branch taken) it was declared under in its block
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Step:
     origins: dict = field(default_factory=dict)
     listed: bool = False  # the op returns a list (split/chunk)
     span: object = None
+    conds: tuple = ()  # the (If, branch taken) it ran under in its block
 
 
 @dataclass

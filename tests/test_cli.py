@@ -69,7 +69,8 @@ def test_diagram(tmp_path, fmt):
         pytest.skip("graphviz's dot is not installed")
     assert result.returncode == 0, result.stderr
     text = out.read_text()
-    assert "Bottleneck" in text and "\u00d75" in text  # layer3: one projection block, then five alike
+    assert "Bottleneck + downsample" in text  # layer3: one projection block, then five alike
+    assert "Bottleneck \u00d75" in text
 
 
 def test_build_writes_modules_diagrams_and_summary(tmp_path):

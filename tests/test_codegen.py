@@ -12,11 +12,14 @@ def test_source_size_does_not_grow_with_depth():
     assert "for _ in range(35)" in r152
 
 
-def test_one_class_per_block_structure():
-    tree = ast.parse(archsmith.compile("resnet50"))
-    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
-    assert classes == ["BottleneckWithDownsample", "Bottleneck", "ResNet"] or sorted(classes) == sorted(
-        ["Bottleneck", "BottleneckWithDownsample", "ResNet"])
+def test_one_class_per_block_with_an_optional_shortcut():
+    """The blocks with and without a projection differ only in the spec's `if`: one class, as torchvision."""
+    source = archsmith.compile("resnet50")
+    classes = [n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)]
+    assert classes == ["Bottleneck", "ResNet"]
+    assert "        if stride != 1 or in_channels != out_channels:\n            self.downsample = nn.Sequential(" in source
+    assert "        else:\n            self.downsample = None" in source
+    assert "        if self.downsample is not None:\n            identity = self.downsample(x)\n" in source
 
 
 def test_imports_only_torch_and_the_standard_library():
@@ -33,7 +36,7 @@ def test_imports_only_torch_and_the_standard_library():
 def test_reads_like_torchvision():
     source = archsmith.compile("resnet18")
     assert "self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)" in source
-    assert "identity = self.downsample(x)" in source
+    assert "            identity = self.downsample(x)" in source
     assert "out = out + identity" in source
     assert "def resnet18() -> ResNet:" in source
 

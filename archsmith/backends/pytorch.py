@@ -100,14 +100,23 @@ class CtorParam:
 
 
 @dataclass
+class Optional_:
+    """The part of a merged class that exists only where the spec's `if` holds."""
+    node: ast.If
+    layers: set  # names of the layers declared under it
+    steps: set  # indices of the template's steps run under it
+
+
+@dataclass
 class ClassDef:
     name: str
     block: ast.BlockDef
-    instances: list
+    instances: list  # with a merged class, those with the optional part first
+    optional: Optional[Optional_] = None
     params: list = field(default_factory=list)  # CtorParam, in signature order
     init_lines: list = field(default_factory=list)
     forward_lines: list = field(default_factory=list)
-    docstring: str = ""
+    plain_forward: list = field(default_factory=list)  # forward without the optional part
 
     def args_for(self, inst_index: int) -> list:
         """Constructor argument sources for instance `inst_index`: required positionally, others by keyword."""
@@ -137,26 +146,75 @@ class Generator:
     def generate(self) -> str:
         for m in self.models:
             self._collect(m.root)
+        self.classes = [ClassDef("", insts[0].block, insts) for insts in self.groups.values()]
+        self._write_all()
+        self._merge_variants()
+        return self._module_source()
+
+    def _write_all(self):
+        """Name and write every class; children come before parents, so parents see their final form."""
+        self.class_of = {}
+        for cls in self.classes:
+            for i, inst in enumerate(cls.instances):
+                self.class_of[id(inst)] = (cls, i)
+        self._name_classes()
+        for cls in self.classes:
+            _ClassWriter(self, cls).write()
+
+    def _name_classes(self):
         names = Namespace()
         roots = {id(m.root): m for m in self.models}
-        by_name = {}
-        for sig, insts in self.groups.items():
-            by_name.setdefault(insts[0].block.name, []).append(sig)
-        for sig, insts in self.groups.items():
-            model = roots.get(id(insts[0])) if len(insts) == 1 else None
-            wanted = insts[0].block.name
-            if len(by_name[wanted]) > 1:
+        by_block = {}
+        for cls in self.classes:
+            by_block.setdefault(cls.block.name, []).append(cls)
+        for cls in self.classes:
+            first = cls.instances[0]
+            model = roots.get(id(first)) if len(cls.instances) == 1 else None
+            wanted = cls.block.name
+            if len(by_block[wanted]) > 1:
                 if model is not None:
                     wanted = "".join(p[:1].upper() + p[1:] for p in model.name.split("_"))
                 else:
-                    wanted += _variant_suffix(insts[0], [self.groups[g][0] for g in by_name[wanted]])
-            cls = ClassDef(names.create(wanted), insts[0].block, insts)
-            for i, inst in enumerate(insts):
-                self.class_of[id(inst)] = (cls, i)
-            self.classes.append(cls)
-        for cls in self.classes:  # children were collected before parents
-            _ClassWriter(self, cls).write()
-        return self._module_source()
+                    wanted += _variant_suffix(first, [c.instances[0] for c in by_block[wanted]])
+            cls.name = names.create(wanted)
+
+    def _merge_variants(self):
+        """One class for two structures of a block that differ only in an `if` (without else) that
+        declares layers, as torchvision's Bottleneck has an optional `downsample`: the class builds
+        them under the spec's condition and sets them to None otherwise."""
+        changed = True
+        while changed:
+            changed = False
+            for a, b in list(self._merge_candidates()):
+                optional = _optional_if(b, a)
+                if optional is None:
+                    continue
+                merged = ClassDef("", b.block, b.instances + a.instances, optional=optional)
+                saved = self.classes
+                self.classes = _place(saved, a, b, merged)
+                try:
+                    self._write_all()
+                    if merged.plain_forward != a.forward_lines:
+                        raise _Unmergeable("the forward without the condition is not the other variant's")
+                except _Unmergeable:
+                    self.classes = saved
+                    self._write_all()
+                    continue
+                changed = True
+                break
+
+    def _merge_candidates(self):
+        """(without, with) pairs of classes of one block, the second with more steps."""
+        roots = {id(m.root) for m in self.models}
+        by_block = {}
+        for cls in self.classes:
+            if id(cls.instances[0]) not in roots and cls.optional is None:
+                by_block.setdefault(cls.block.name, []).append(cls)
+        for variants in by_block.values():
+            for a in variants:
+                for b in variants:
+                    if len(b.instances[0].steps) > len(a.instances[0].steps):
+                        yield a, b
 
     def _collect(self, inst: Instance):
         for layer in inst.layers:
@@ -203,6 +261,55 @@ class Generator:
         out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
         out += ["        " + l for l in cls.forward_lines]
         return out
+
+
+class _Unmergeable(Exception):
+    pass
+
+
+def _place(classes, a, b, merged):
+    """`classes` without a and b, and `merged` where the later of them was (after all their children)."""
+    later = max(classes.index(a), classes.index(b))
+    out = []
+    for i, c in enumerate(classes):
+        if i == later:
+            out.append(merged)
+        elif c is not a and c is not b:
+            out.append(c)
+    return out
+
+
+def _conds(inst):
+    out = {}
+    for item in list(inst.steps) + list(inst.layers):
+        for node, branch in item.conds:
+            out[(id(node), branch)] = node
+    return out
+
+
+def _optional_if(b: ClassDef, a: ClassDef):
+    """Where b is a plus what one `if` without `else` adds, that `if` and what it adds; else None."""
+    with_, without = b.instances[0], a.instances[0]
+    cb, ca = _conds(with_), _conds(without)
+    extra = [k for k in cb if k not in ca]
+    if len(extra) != 1 or not set(ca) <= set(cb) or extra[0][1] != 0:
+        return None
+    node = cb[extra[0]]
+    if len(node.branches) != 1 or node.orelse is not None:
+        return None
+    key = extra[0]
+    under = lambda item: any((id(n), i) == key for n, i in item.conds)
+    steps = {i for i, st in enumerate(with_.steps) if under(st)}
+    layers = {l.name for l in with_.layers if under(l)}
+    kept = [st for i, st in enumerate(with_.steps) if i not in steps]
+    if not layers or len(kept) != len(without.steps):
+        return None
+    what = lambda st: (st.kind, st.layer.name if st.layer else (st.prim.name if st.prim else ""), st.var)
+    if [what(st) for st in kept] != [what(st) for st in without.steps]:
+        return None
+    if [l.name for l in with_.layers if l.name not in layers] != [l.name for l in without.layers]:
+        return None
+    return Optional_(node, layers, steps)
 
 
 def _variant_suffix(inst, variants) -> str:
@@ -267,11 +374,23 @@ class _ClassWriter:
         self.params = OrderedDict()  # python name -> CtorParam
         self.let_lines = []
         self.stored_attrs = OrderedDict()  # python name -> attribute of self holding it for forward
+        self.optional = cls.optional
+        self.step_maps = {id(i): self._step_map(i) for i in self.insts}
+
+    def _step_map(self, inst) -> list:
+        """Template step index -> this instance's step index (None where it lacks the optional part)."""
+        n = len(self.first.steps)
+        if len(inst.steps) == n:
+            return list(range(n))
+        own = iter(range(len(inst.steps)))
+        return [None if i in self.optional.steps else next(own) for i in range(n)]
 
     # -- symbols
-    def _param(self, wanted, values, default=None, has_default=False, key=None):
+    def _param(self, wanted, values):
+        if len(values) != len(self.insts):  # a value only the optional part has, and no symbol for it
+            raise _Unmergeable(wanted)
         for p in self.params.values():
-            if p.values == values and (key is None):
+            if p.values == values:
                 return p.name
         name = self.names.create(wanted)
         self.params[name] = CtorParam(name, values, default, has_default)
@@ -293,6 +412,8 @@ class _ClassWriter:
                 default, has_default = values[0], True
             src = self._declare(sym, values, default=default, has_default=has_default)
         elif sym in first.lets:
+            if any(sym not in i.lets for i in self.insts):
+                raise _Unresolvable(sym)
             src = self._let(sym)
         else:
             raise _Unresolvable(sym)
@@ -363,6 +484,9 @@ class _ClassWriter:
             return literal(e.value)
         if isinstance(e, ast.Name):
             return self.symbol(e.id)
+        if (isinstance(e, ast.Attr) and e.name == "channels" and isinstance(e.target, ast.Name)
+                and e.target.id == "x" and not _assigns_x(self.cls.block.body)):
+            return self.symbol(self.first.input_symbol)
         if isinstance(e, ast.Call) and e.func in ("min", "max", "abs", "round", "int", "float") and not any(a.name for a in e.args):
             return f"{e.func}({', '.join(self._translate(a.value) for a in e.args)})"
         if isinstance(e, ast.Call) and e.func in ("ceil", "floor", "sqrt") and len(e.args) == 1:
@@ -395,9 +519,16 @@ class _ClassWriter:
     def write(self):
         cls = self.cls
         init = []
+        optional = [l for l in self.first.layers if self.optional and l.name in self.optional.layers]
         for layer in self.first.layers:
-            src = self._layer_src(layer, [self._find(i, layer.name) for i in self.insts], indent=0)
-            init.append(f"self.{layer.name} = {src}")
+            peers = [l for l in (self._find(i, layer.name) for i in self.insts) if l is not None]
+            src = self._layer_src(layer, peers, indent=0)
+            if layer in optional:
+                init.append((layer.name, src))
+            else:
+                init.append(f"self.{layer.name} = {src}")
+        if optional:
+            init = self._optional_init(init)
         forward = self._forward()
         init = [f"self.{attr} = {name}" for name, attr in self.stored_attrs.items()] + init
         declared = [p.name for p in cls.block.params]
@@ -409,11 +540,31 @@ class _ClassWriter:
         cls.init_lines = self.let_lines + init
         cls.forward_lines = forward
 
+    def _optional_init(self, init: list) -> list:
+        """The optional layers, built where the spec's condition holds, None elsewhere."""
+        try:
+            cond = self._translate(self.optional.node.branches[0][0])
+        except _Unresolvable:
+            raise _Unmergeable("the condition cannot be written over the class's parameters") from None
+        out, group = [], []
+        for item in init + [None]:
+            if isinstance(item, tuple):
+                group.append(item)
+                continue
+            if group:
+                out.append(f"if {cond}:\n" + "\n".join(f"    self.{n} = {src.replace(chr(10), chr(10) + '    ')}"
+                                                        for n, src in group)
+                           + "\nelse:\n" + "\n".join(f"    self.{n} = None" for n, _ in group))
+                group = []
+            if item is not None:
+                out.append(item)
+        return out
+
     def _find(self, inst, name):
         for l in inst.layers:
             if l.name == name:
                 return l
-        raise AssertionError(name)
+        return None
 
     def _layer_src(self, layer: Layer, peers: list, indent: int) -> str:
         """`peers`: this layer in every instance of the class."""
@@ -453,13 +604,10 @@ class _ClassWriter:
         body = "".join(f"{pad}    ({name!r}, {src}),\n" for name, src in items)
         return "nn.Sequential(\n" + f"{pad}OrderedDict([\n" + body + f"{pad}])\n{pad})"
 
-    def _attrs(self, prim, layers_attrs: list, origins: dict, wanted_prefix: str):
-        return _Attrs(self, prim, layers_attrs, origins, wanted_prefix)
-
     def _prim_src(self, layer, peers):
         if layer.prim.name == "drop_path":
             self.gen.helpers.add("drop_path")
-        e = self._attrs(layer.prim, [p.attrs for p in peers], layer.origins, layer.name)
+        e = _Attrs(self, layer.prim, [p.attrs for p in peers], layer.origins, layer.name)
         prefix = "" if layer.prim.name == "drop_path" else "nn."
         return f"{prefix}{layer.prim.torch_class}({layer.prim.ctor(e, layer.in_shape)})"
 
@@ -484,32 +632,70 @@ class _ClassWriter:
                 name = f"{base}_{n}"
             return name
 
+        optional_steps = self.optional.steps if self.optional else set()
+        region = None  # the `if self.<layer> is not None:` the lines go under
+        plain = []
         for i, s in enumerate(steps):
+            if i in optional_steps and region is None:
+                region = self._region_test(i)
+                lines.append(region)
+            elif i not in optional_steps:
+                region = None
+            indent = "    " if region else ""
             if s.kind == "alias":
                 (k,) = s.inputs
                 if last_use.get(k, -1) <= i or s.var in names.names_of(k):
                     continue
                 name = target_for(s.var, i)
-                lines.append(f"{name} = {names.expr(k)}")
+                lines.append(f"{indent}{name} = {names.expr(k)}")
+                if not region:
+                    plain.append(lines[-1])
                 names.bind(name, [k], alias=True)
                 continue
             ins = [names.expr(k, prefer=v) for k, v in zip(s.inputs, s.input_vars)]
             if s.kind == "apply":
                 rhs = f"self.{s.layer.name}({ins[0]})"
             else:
-                e = _Attrs(self, s.prim, [self._step(j, i).attrs for j in self.insts], s.origins, s.prim.name,
+                peers = [self._step(j, i) for j in self.insts]
+                e = _Attrs(self, s.prim, [p.attrs for p in peers if p is not None], s.origins, s.prim.name,
                            in_forward=True)
                 rhs = s.prim.functional(e, ins)
                 if s.prim.name == "drop_path":
                     self.gen.helpers.add("drop_path")
             name = target_for(s.var, i)
-            lines.append(f"{name} = {rhs}")
+            lines.append(f"{indent}{name} = {rhs}")
+            if not region:
+                plain.append(lines[-1])
             names.bind(name, s.outputs, listed=s.listed)
         lines.append(f"return {names.expr(inst.output.key)}")
+        plain.append(lines[-1])
+        self.cls.plain_forward = plain
         return lines
 
-    def _step(self, inst, i) -> Step:
-        return inst.steps[i]
+    def _region_test(self, i) -> str:
+        """`if self.downsample is not None:` for the optional steps from i on."""
+        for s in self.first.steps[i:]:
+            if s.kind == "apply" and s.layer.name in self.optional.layers:
+                return f"if self.{s.layer.name} is not None:"
+            if i not in self.optional.steps:
+                break
+        raise _Unmergeable("an optional part that applies no optional layer")
+
+    def _step(self, inst, i) -> Optional[Step]:
+        j = self.step_maps[id(inst)][i]
+        return None if j is None else inst.steps[j]
+
+
+def _assigns_x(body) -> bool:
+    """Whether a block body rebinds its input `x` (then `x.channels` is not always the input's)."""
+    for s in body:
+        if isinstance(s, ast.Assign) and s.target == "x":
+            return True
+        if isinstance(s, ast.If) and (any(_assigns_x(b) for _, b in s.branches) or _assigns_x(s.orelse or [])):
+            return True
+        if isinstance(s, ast.For) and (s.var == "x" or _assigns_x(s.body)):
+            return True
+    return False
 
 
 class _Holders:
@@ -696,7 +882,13 @@ def _without_factories(source: str) -> str:
 
 
 def class_names(models: list) -> dict:
-    """id(instance) -> the name of the generated class it is an instance of."""
+    """id(instance) -> the name of its generated class, with the optional layers it has:
+    `Bottleneck + downsample`."""
     gen = Generator(models)
     gen.generate()
-    return {inst_id: cls.name for inst_id, (cls, _) in gen.class_of.items()}
+    out = {}
+    for cls in gen.classes:
+        for inst in cls.instances:
+            extra = [l.name for l in inst.layers if cls.optional and l.name in cls.optional.layers]
+            out[id(inst)] = " + ".join([cls.name] + extra)
+    return out
