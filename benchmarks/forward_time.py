@@ -1,0 +1,62 @@
+"""Generated models against torchvision's, forward pass in eval mode, measured in the same run.
+
+    .venv/bin/python benchmarks/forward_time.py [resnet50 ...] [--batch 8] [--size 224] [--device cuda]
+
+Prints median milliseconds per batch and the ratio generated / torchvision (1.00 = as fast).
+"""
+import argparse
+import statistics
+import sys
+import time
+import types
+
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+import archsmith  # noqa: E402
+
+
+def median_ms(model, x, repeat, warmup=3):
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        times = []
+        for _ in range(repeat):
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(x)
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("models", nargs="*", default=["resnet18", "resnet50", "vgg11_bn"])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=args.device)
+    print(f"device {args.device}, batch {args.batch}, {args.size}x{args.size}, median of {args.repeat}")
+    for name in args.models:
+        reference = getattr(torchvision.models, name)().eval().to(args.device)
+        ours = archsmith.create_model(name).eval().to(args.device)
+        ours.load_state_dict(reference.state_dict())
+        # interleave, so that drift in the machine's speed hits both alike
+        ref_ms, our_ms = [], []
+        for _ in range(3):
+            ref_ms.append(median_ms(reference, x, args.repeat))
+            our_ms.append(median_ms(ours, x, args.repeat))
+        r, o = statistics.median(ref_ms), statistics.median(our_ms)
+        print(f"{name:12} torchvision {r:8.1f} ms   archsmith {o:8.1f} ms   ratio {o / r:.3f}")
+
+
+if __name__ == "__main__":
+    main()
