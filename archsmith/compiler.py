@@ -4,7 +4,7 @@ from __future__ import annotations
 from .elaborate import Elaborator
 from .errors import SpecError, did_you_mean
 from .loader import resolve_spec
-from .passes import validate
+from .passes import check_inplace, validate
 
 
 def elaborate_models(spec: str, model=None, **params) -> list:
@@ -29,6 +29,7 @@ def elaborate_models(spec: str, model=None, **params) -> list:
             raise SpecError(f"`{d.name}` nests expressions or blocks too deeply to evaluate", d.span,
                             source=d.file.text) from None
         validate(m.graph)
+        check_inplace(m.graph)
         models.append(m)
     return models
 

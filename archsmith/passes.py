@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from .errors import SpecError
 from .primitives import PRIMITIVES
 
 
@@ -33,6 +34,23 @@ def validate(graph: nx.DiGraph) -> None:
             first = modules.setdefault(module, (op, data["attrs"]))
             if first != (op, data["attrs"]):
                 raise GraphError(f"module path {module} names two different layers")
+
+
+def check_inplace(graph: nx.DiGraph) -> None:
+    """An op with inplace=true overwrites its input: reject it where that input is read again later
+    (nodes are numbered in the order they run), which would silently change the later result."""
+    for n, data in graph.nodes(data=True):
+        if not data["attrs"].get("inplace"):
+            continue
+        (source,) = data["inputs"]
+        later = [m for m in graph.successors(source[0]) if m > n and source in graph.nodes[m]["inputs"]]
+        if later:
+            m = min(later)
+            where = graph.nodes[m]["span"]
+            what = "the model's output" if graph.nodes[m]["op"] == "output" else f"line {where.line}"
+            raise SpecError(f"in-place {data['op']} overwrites a tensor that {what} reads afterwards",
+                            data["span"], hint="drop `inplace=true` here",
+                            notes=[("read again here", where)] if graph.nodes[m]["op"] != "output" else ())
 
 
 def _output_shape(graph, node, index):
