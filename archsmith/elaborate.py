@@ -126,8 +126,15 @@ class Elaborator:
         node = self._add_node("input", {}, [], input_shape, model.span, "", None)
         x = Tensor(node, 0, input_shape)
         args = self._eval_args(model.args, scope)
+        names = [p.name for p in defn.params]
         for name, value in overrides.items():
-            args.append((name, value, None, None))
+            given = [i for i, a in enumerate(args)
+                     if a[0] == name or (a[0] is None and i < len(names) and names[i] == name)]
+            if given:  # an override replaces what the model line passes
+                i = given[0]
+                args[i] = (args[i][0], value, args[i][2], None)
+            else:
+                args.append((name, value, None, None))
         root = self._instantiate(defn, args, x, "", model.span, scope)
         self._add_node("output", {}, [root.output], root.output.shape, model.span, "", None)
         return Model(model.name, model, root, self.graph, input_shape, root.output.shape, root.params,
@@ -470,7 +477,7 @@ class Elaborator:
                     "pair": "an int or a list of two ints", "ints": "a list of ints", "str": "a string"}[p.kind]
             raise self._err(f"`{p.name}` of `{prim.name}` must be {want}, not {type_name(value)}", span, scope.file)
         if p.kind in ("int", "pair") and value is not None:
-            least = 0 if p.name == "padding" else 1
+            least = p.least
             if min(value if isinstance(value, list) else [value]) < least:
                 what = "at least 0" if least == 0 else "positive"
                 raise self._err(f"`{p.name}` of `{prim.name}` must be {what}, got {value}", span, scope.file)

@@ -23,6 +23,7 @@ class P:
     name: str
     default: object = REQUIRED
     kind: str = "int"  # int, float, bool, pair (int or [h, w]), ints (list), str
+    least: int = 1  # the smallest value an int argument takes
 
 
 @dataclass
@@ -245,7 +246,7 @@ def _activation(name, torch_class, fn, inplace=True, extra=()):
 PRIMITIVES = {p.name: p for p in [
     Primitive(
         "conv2d",
-        (P("out_channels"), P("kernel_size", kind="pair"), P("stride", 1, "pair"), P("padding", 0, "pair"),
+        (P("out_channels"), P("kernel_size", kind="pair"), P("stride", 1, "pair"), P("padding", 0, "pair", least=0),
          P("dilation", 1, "pair"), P("groups", 1), P("bias", True, "bool")),
         _conv_shape, "Conv2d",
         ctor=lambda e, s: ", ".join([e["in_channels"], e["out_channels"], f"kernel_size={e['kernel_size']}"]
@@ -271,7 +272,7 @@ PRIMITIVES = {p.name: p for p in [
     _activation("gelu", "GELU", "F.gelu", inplace=False),
     Primitive(
         "maxpool2d",
-        (P("kernel_size", kind="pair"), P("stride", None, "pair"), P("padding", 0, "pair"), P("dilation", 1, "pair"),
+        (P("kernel_size", kind="pair"), P("stride", None, "pair"), P("padding", 0, "pair", least=0), P("dilation", 1, "pair"),
          P("ceil_mode", False, "bool")),
         _pool_shape("maxpool2d", True), "MaxPool2d",
         ctor=lambda e, s: ", ".join([f"kernel_size={e['kernel_size']}"] + e.kw("stride", "padding", "dilation", "ceil_mode")),
@@ -279,7 +280,7 @@ PRIMITIVES = {p.name: p for p in [
         doc="nn.MaxPool2d"),
     Primitive(
         "avgpool2d",
-        (P("kernel_size", kind="pair"), P("stride", None, "pair"), P("padding", 0, "pair"), P("ceil_mode", False, "bool"),
+        (P("kernel_size", kind="pair"), P("stride", None, "pair"), P("padding", 0, "pair", least=0), P("ceil_mode", False, "bool"),
          P("count_include_pad", True, "bool")),
         _pool_shape("avgpool2d", False), "AvgPool2d",
         ctor=lambda e, s: ", ".join([f"kernel_size={e['kernel_size']}"] + e.kw("stride", "padding", "ceil_mode", "count_include_pad")),
@@ -332,6 +333,6 @@ PRIMITIVES = {p.name: p for p in [
               functional=lambda e, xs: f"torch.split({xs[0]}, {e.list('sizes')}, dim=1)", doc="torch.split on channels"),
     Primitive("chunk", (P("chunks"),), _chunk_shape, inputs="list",
               functional=lambda e, xs: f"torch.chunk({xs[0]}, {e['chunks']}, dim=1)", doc="torch.chunk on channels"),
-    Primitive("slice", (P("start"), P("stop")), _slice_shape,
+    Primitive("slice", (P("start", least=0), P("stop")), _slice_shape,
               functional=lambda e, xs: f"{xs[0]}[:, {e['start']}:{e['stop']}]", doc="a range of channels"),
 ]}

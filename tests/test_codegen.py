@@ -46,3 +46,52 @@ def test_same_spec_same_bytes_across_hash_seeds():
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("1", "2")}
     assert len(outs) == 1
+
+
+def compile_text(text):
+    return archsmith.compile(text)
+
+
+def test_no_parameter_is_left_unused_by_a_local_that_stays_literal():
+    source = compile_text("""
+block B(a = 2, b = a * 4, c = none) {
+    for i in range(2) { last = i }
+    w = b + last if c == none else c
+    x = x | conv: conv2d(w, 1)
+    return x
+}
+block Net() {
+    x = x | one: B()
+    return x | two: B(c = 5)
+}
+model net = Net() input [3, 4, 4]
+""")
+    init = next(l for l in source.splitlines() if l.startswith("    def __init__(self, in_channels: int, "))
+    assert init == "    def __init__(self, in_channels: int, w: int) -> None:"
+
+
+def test_an_alias_is_written_only_where_the_spec_reads_it():
+    source = compile_text("""
+block Net() {
+    y = x
+    x = x | conv: conv2d(4, 1)
+    return x
+}
+model net = Net() input [3, 4, 4]
+""")
+    assert "y = x" not in source
+
+
+def test_named_seq_and_one_element_tuples_are_laid_out_like_torchvision():
+    source = compile_text("""
+block Net() {
+    x = x | features: seq { conv0: conv2d(4, 3); norm0: batchnorm2d() }
+    return mean(x, [2], keepdim=true)
+}
+model net = Net() input [3, 8, 8]
+""")
+    assert ("        self.features = nn.Sequential(OrderedDict([\n"
+            "            ('conv0', nn.Conv2d(in_channels, 4, kernel_size=3)),\n"
+            "            ('norm0', nn.BatchNorm2d(4)),\n"
+            "        ]))\n") in source
+    assert "x.mean((2,), keepdim=True)" in source

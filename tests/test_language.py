@@ -126,3 +126,30 @@ def test_list_models_names_the_bundled_models():
     assert models == sorted(models)
     assert {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"} <= set(models)
     assert {"vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"} <= set(models)
+
+
+def test_slice_from_channel_zero():
+    (model,) = elaborate_models("""
+block Net() {
+    return slice(x, 0, 2)
+}
+model net = Net() input [3, 4, 4]
+""")
+    assert model.output_shape == (2, 4, 4)
+
+
+def test_an_override_replaces_an_argument_of_the_model_line():
+    spec = """
+block MLP(hidden, num_classes = 10) {
+    x = x | flatten()
+    for i in range(len(hidden)) {
+        x = x | fc{i}: linear(hidden[i]) | relu
+    }
+    return x | head: linear(num_classes)
+}
+model mlp = MLP([32, 16]) input [3, 4, 4]
+model mlp_kw = MLP(hidden=[32, 16]) input [3, 4, 4]
+"""
+    for name in ("mlp", "mlp_kw"):
+        model = archsmith.build(spec, model=name, hidden=[8])
+        assert [k for k in model.state_dict()] == ["fc0.weight", "fc0.bias", "head.weight", "head.bias"]

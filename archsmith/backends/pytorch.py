@@ -436,9 +436,11 @@ class _ClassWriter:
     def _let(self, sym):
         values = [i.lets[sym][0] for i in self.insts]
         expr = self.first.lets[sym][1]
+        saved = OrderedDict(self.params), dict(self.symbols), list(self.let_lines), set(self.names.used)
         try:
             src = self._translate(expr)
         except _Unresolvable:
+            self.params, self.symbols, self.let_lines, self.names.used = saved
             if len(set(map(repr, values))) == 1:
                 return literal(values[0])
             return self._declare(sym, values)
@@ -485,7 +487,7 @@ class _ClassWriter:
         if isinstance(e, ast.Name):
             return self.symbol(e.id)
         if (isinstance(e, ast.Attr) and e.name == "channels" and isinstance(e.target, ast.Name)
-                and e.target.id == "x" and not _assigns_x(self.cls.block.body)):
+                and e.target.id == "x" and _x_is_input_at(self.cls.block.body, e)):
             return self.symbol(self.first.input_symbol)
         if isinstance(e, ast.Call) and e.func in ("min", "max", "abs", "round", "int", "float") and not any(a.name for a in e.args):
             return f"{e.func}({', '.join(self._translate(a.value) for a in e.args)})"
@@ -602,7 +604,7 @@ class _ClassWriter:
             return "nn.Sequential(\n" + "".join(f"{pad}    {b},\n" for b in body) + f"{pad})"
         self.gen.uses_ordered_dict = True
         body = "".join(f"{pad}    ({name!r}, {src}),\n" for name, src in items)
-        return "nn.Sequential(\n" + f"{pad}OrderedDict([\n" + body + f"{pad}])\n{pad})"
+        return "nn.Sequential(OrderedDict([\n" + body + f"{pad}]))"
 
     def _prim_src(self, layer, peers):
         if layer.prim.name == "drop_path":
@@ -622,6 +624,12 @@ class _ClassWriter:
         names = _Holders()
         names.bind("x", [inst.input.key])
         lines = []
+
+        def read_as(k, var, i):
+            """Whether a step after i (or the return) reads value k under the spec name var."""
+            later = [(key, v) for st in steps[i + 1:] for key, v in zip(st.inputs, st.input_vars)]
+            later.append((inst.output.key, inst.output.via))
+            return (k, var) in later
 
         def target_for(var, i):
             """The spec's variable name, unless it holds the only copy of a value needed later."""
@@ -644,7 +652,9 @@ class _ClassWriter:
             indent = "    " if region else ""
             if s.kind == "alias":
                 (k,) = s.inputs
-                if last_use.get(k, -1) <= i or s.var in names.names_of(k):
+                # in a merged class the name may be read on the path without the optional part
+                needed = read_as(k, s.var, i) or (self.optional is not None and last_use.get(k, -1) > i)
+                if not needed or s.var in names.names_of(k):
                     continue
                 name = target_for(s.var, i)
                 lines.append(f"{indent}{name} = {names.expr(k)}")
@@ -687,7 +697,7 @@ class _ClassWriter:
 
 
 def _assigns_x(body) -> bool:
-    """Whether a block body rebinds its input `x` (then `x.channels` is not always the input's)."""
+    """Whether statements rebind the block's input `x`."""
     for s in body:
         if isinstance(s, ast.Assign) and s.target == "x":
             return True
@@ -695,6 +705,39 @@ def _assigns_x(body) -> bool:
             return True
         if isinstance(s, ast.For) and (s.var == "x" or _assigns_x(s.body)):
             return True
+    return False
+
+
+def _contains(node, target) -> bool:
+    """Whether the syntax tree `node` contains the object `target`."""
+    if node is target:
+        return True
+    if isinstance(node, list):
+        return any(_contains(n, target) for n in node)
+    if isinstance(node, tuple):
+        return any(_contains(n, target) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return any(_contains(getattr(node, f), target) for f in node.__dataclass_fields__
+                   if f not in ("span", "file"))
+    return False
+
+
+def _x_is_input_at(body, target) -> bool:
+    """Whether `x` still names the block's input where the expression `target` is evaluated:
+    no statement before it (outside loops) rebinds x."""
+    for s in body:
+        if not _contains(s, target):
+            if _assigns_x([s]):
+                return False
+            continue
+        if isinstance(s, ast.If):
+            for cond, branch in s.branches:
+                if _contains(cond, target):
+                    return True
+                if _contains(branch, target):
+                    return _x_is_input_at(branch, target)
+            return _x_is_input_at(s.orelse or [], target)
+        return not isinstance(s, ast.For)
     return False
 
 
@@ -815,7 +858,8 @@ class _Attrs:
         if src == literal(v) and isinstance(v, int):
             return f"({v}, {v})" if self.kinds[name].kind == "pair" else f"({v},)"
         if src.startswith("["):
-            return "(" + src[1:-1] + ")"
+            inner = src[1:-1]
+            return f"({inner},)" if inner and "," not in inner else f"({inner})"
         return src
 
     def list(self, name) -> str:
