@@ -20,6 +20,9 @@ from .primitives import PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 MAX_NODES = 200_000
 MAX_RANGE = 100_000
 MAX_DEPTH = 64
+MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make the compiler hang
+MAX_LENGTH = 1_000_000  # items in a list or characters in a string
+MAX_INT = 2 ** 63
 
 # Attributes of nn.Module that a submodule name would shadow.
 RESERVED_LAYER_NAMES = {
@@ -106,6 +109,7 @@ class Elaborator:
         self._evaluating: set = set()
         self.var = "x"  # the spec variable the current statement assigns
         self.conds: list = []  # (If, branch taken) around the statement being run, in this block
+        self.iterations = 0
 
     # ---------------------------------------------------------------- entry point
 
@@ -230,6 +234,9 @@ class Elaborator:
         value = self.eval(e, scope)
         if not isinstance(value, list):
             raise self._err(f"cannot loop over {type_name(value)}", e.span, scope.file)
+        self.iterations += len(value)
+        if self.iterations > MAX_ITERATIONS:
+            raise self._err(f"the loops of this model run more than {MAX_ITERATIONS:,} times", e.span, scope.file)
         return value
 
     def _eval_BinOp(self, e, scope):
@@ -242,6 +249,14 @@ class Elaborator:
         return self._scalar_op(e.op, left, right, e.span, scope)
 
     def _scalar_op(self, op, left, right, span, scope):
+        result = self._scalar_value(op, left, right, span, scope)
+        if isinstance(result, (list, str)) and len(result) > MAX_LENGTH:
+            raise self._err(f"the result has more than {MAX_LENGTH:,} items", span, scope.file)
+        if _is_int(result) and abs(result) >= MAX_INT:
+            raise self._err("the result is too large a number", span, scope.file)
+        return result
+
+    def _scalar_value(self, op, left, right, span, scope):
         for v in (left, right):
             if isinstance(v, BlockRef):
                 raise self._err(f"`{op}` cannot be applied to the block `{v}`", span, scope.file)
@@ -252,9 +267,9 @@ class Elaborator:
                 return left - right
             if op == "*":
                 if isinstance(left, (list, str)) or isinstance(right, (list, str)):
-                    n = right if isinstance(left, (list, str)) else left
-                    if _is_int(n) and n > MAX_RANGE:
-                        raise ValueError("the repetition is too long")
+                    items, n = (left, right) if isinstance(left, (list, str)) else (right, left)
+                    if _is_int(n) and len(items) * n > MAX_LENGTH:
+                        raise ValueError(f"the result has more than {MAX_LENGTH:,} items")
                 return left * right
             if op == "/":
                 return left / right
@@ -423,7 +438,7 @@ class Elaborator:
     def _eval_args(self, args, scope):
         return [(a.name, self.eval(a.value, scope), a.span, a.value) for a in args]
 
-    def _bind(self, what, params, args, call_span, scope, allow_extra=False):
+    def _bind(self, what, params, args, call_span, scope):
         """Match evaluated args [(name|None, value, span, expr)] to params [(name, default)] -> {name: (value, expr)}."""
         names = [p[0] for p in params]
         bound = {}
@@ -632,7 +647,7 @@ class Elaborator:
             if tensors:
                 raise self._err(f"`{prim.name}` takes its tensor from `|`, not as an argument", tensors[0][2],
                                 scope.file)
-            attrs, origins = self._bind_primitive(prim, [(a[0], a[1], a[2], a[3]) for a in args], call, scope)
+            attrs, origins = self._bind_primitive(prim, args, call, scope)
         else:
             extra = []
             for a in tensors:
