@@ -195,6 +195,7 @@ class BlockDef:
     body: list
     span: Span
     file: "SourceFile" = field(default=None, repr=False, compare=False)
+    doc: str = ""  # the comment lines right above it
 
 
 @dataclass
@@ -216,6 +217,7 @@ class ModelDef:
     span: Span
     block_span: Span
     file: "SourceFile" = field(default=None, repr=False, compare=False)
+    doc: str = ""
 
 
 @dataclass
@@ -234,3 +236,4 @@ class SourceFile:
     layer_defs: dict
     models: dict
     scope: dict = field(default_factory=dict, repr=False)  # name -> definition, after imports resolve
+    doc: str = ""  # the comment at the top of the file

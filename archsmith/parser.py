@@ -60,10 +60,25 @@ def parse(text: str, path: str = "<string>") -> ast.SourceFile:
     return _collect(items, path, text)
 
 
+def _comment_above(lines, line: int) -> str:
+    """The run of `#` comment lines right above 1-based `line`, without the `#`s."""
+    out = []
+    i = line - 2
+    while i >= 0 and lines[i].lstrip().startswith("#"):
+        out.insert(0, lines[i].lstrip()[1:].strip())
+        i -= 1
+    return "\n".join(out)
+
+
 def _collect(items, path, text) -> ast.SourceFile:
     file = ast.SourceFile(path=path, text=text, imports=[], constants=[], blocks={}, layer_defs={}, models={})
+    lines = text.splitlines()
+    first_code = next((i for i, l in enumerate(lines) if l.strip() and not l.lstrip().startswith("#")), len(lines))
+    file.doc = _comment_above(lines, first_code + 1) if first_code and lines[0].lstrip().startswith("#") else ""
     seen = {}
     for item in items:
+        if isinstance(item, (ast.BlockDef, ast.ModelDef)):
+            item.doc = _comment_above(lines, item.span.line)
         if isinstance(item, ast.Import):
             file.imports.append(item)
             continue

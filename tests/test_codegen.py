@@ -95,3 +95,15 @@ model net = Net() input [3, 8, 8]
             "            ('norm0', nn.BatchNorm2d(4)),\n"
             "        ]))\n") in source
     assert "x.mean((2,), keepdim=True)" in source
+
+
+def test_spec_comments_become_docstrings():
+    source = archsmith.compile("resnet50")
+    assert '    """1x1 reduce, 3x3, 1x1 expand by 4 (ResNet-50/101/152);' in source
+    assert "    Block `Bottleneck` of resnet.arch:" in source
+    assert '    """ResNet: He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.' in source
+    tricky = archsmith.compile('# a """quoted""" comment with a \\\\ backslash\nblock Net() {\n    return x\n}\n'
+                               'model net = Net() input [3, 4, 4]\n')
+    namespace = {}
+    exec(compile(tricky, "<generated>", "exec"), namespace)
+    assert '"""quoted"""' in namespace["Net"].__doc__ and "\\\\" in namespace["Net"].__doc__

@@ -39,10 +39,7 @@ class Namespace:
 
 
 def literal(v) -> str:
-    if isinstance(v, bool) or v is None:
-        return repr(v)
-    if isinstance(v, float):
-        return repr(v)
+    """Python source for a spec value (lists are written as lists)."""
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(literal(i) for i in v) + "]"
     return repr(v)
@@ -100,7 +97,7 @@ class CtorParam:
 
 
 @dataclass
-class Optional_:
+class OptionalPart:
     """The part of a merged class that exists only where the spec's `if` holds."""
     node: ast.If
     layers: set  # names of the layers declared under it
@@ -112,7 +109,7 @@ class ClassDef:
     name: str
     block: ast.BlockDef
     instances: list  # with a merged class, those with the optional part first
-    optional: Optional[Optional_] = None
+    optional: Optional[OptionalPart] = None
     params: list = field(default_factory=list)  # CtorParam, in signature order
     init_lines: list = field(default_factory=list)
     forward_lines: list = field(default_factory=list)
@@ -154,6 +151,7 @@ class Generator:
     def _write_all(self):
         """Name and write every class; children come before parents, so parents see their final form."""
         self.class_of = {}
+        self.helpers, self.uses_ordered_dict, self.uses_math = set(), False, False
         for cls in self.classes:
             for i, inst in enumerate(cls.instances):
                 self.class_of[id(inst)] = (cls, i)
@@ -246,16 +244,18 @@ class Generator:
             lines += self._class_source(cls)
         for m in self.models:
             cls, _ = self.class_of[id(m.root)]
-            lines += ["", "", f"def {m.name}() -> {cls.name}:",
-                      f'    """`{m.name}` as specified in {_short(m.definition.span.path)}:{m.definition.span.line}; '
-                      f'input {list(m.input_shape)}."""',
-                      f"    return {cls.name}({', '.join(cls.args_for(0))})"]
+            where = f"`{m.name}` of {_short(m.definition.span.path)}:{m.definition.span.line}, " \
+                    f"for input {list(m.input_shape)}."
+            lines += ["", "", f"def {m.name}() -> {cls.name}:"]
+            lines += _docstring(m.definition.doc or m.definition.file.doc, where, "    ")
+            lines.append(f"    return {cls.name}({', '.join(cls.args_for(0))})")
         return "\n".join(lines).rstrip() + "\n"
 
     def _class_source(self, cls: ClassDef) -> list:
         sig = ", ".join(["self"] + [_param_src(p) for p in cls.params])
         out = [f"class {cls.name}(nn.Module):"]
-        out.append(f'    """Block `{cls.block.name}` of {_short(cls.block.span.path)}:{cls.block.span.line}."""')
+        where = f"Block `{cls.block.name}` of {_short(cls.block.span.path)}:{cls.block.span.line}."
+        out += _docstring(cls.block.doc, where, "    ")
         out += ["", f"    def __init__({sig}) -> None:", "        super().__init__()"]
         out += ["        " + l.replace("\n", "\n        ") for l in cls.init_lines]
         out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
@@ -309,7 +309,7 @@ def _optional_if(b: ClassDef, a: ClassDef):
         return None
     if [l.name for l in with_.layers if l.name not in layers] != [l.name for l in without.layers]:
         return None
-    return Optional_(node, layers, steps)
+    return OptionalPart(node, layers, steps)
 
 
 def _variant_suffix(inst, variants) -> str:
@@ -321,6 +321,16 @@ def _variant_suffix(inst, variants) -> str:
     if inst is fewest or not extra or not base <= set(mine):
         return ""
     return "With" + "And".join(n[:1].upper() + n[1:] for n in extra)
+
+
+def _docstring(comment: str, where: str, indent: str) -> list:
+    """A docstring: the spec's comment (if any), then where the code came from."""
+    text = comment.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    if not text:
+        return [f'{indent}"""{where}"""']
+    body = text.splitlines()
+    return ([f'{indent}"""{body[0]}'] + [f"{indent}{l}" if l else "" for l in body[1:]]
+            + ["", f"{indent}{where}", f'{indent}"""'])
 
 
 def _param_src(p: CtorParam) -> str:
