@@ -60,17 +60,12 @@ def _params(pairs) -> dict:
 
 
 def _value(text: str):
-    """A --set value, read as a .arch literal: an int, float, bool, string or list."""
-    from .parser import parse
-    from .elaborate import Elaborator
-    from .loader import Loader
-    loader = Loader()
+    """A --set value, read as a .arch expression: an int, float, bool, string or list."""
+    from .elaborate import evaluate
     try:
-        file = loader.load_text(f"__value = {text}\n", "--set")
-        value = Elaborator(loader)._constant(file.constants[0])
+        return evaluate(text)
     except SpecError:
         raise SpecError(f"--set value `{text}` is not a number, bool, string or list") from None
-    return value
 
 
 def _check(args) -> int:

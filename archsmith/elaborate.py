@@ -988,3 +988,14 @@ def _single_assignments(stmts) -> set:
 
     walk(stmts, False)
     return {n for n, c in counts.items() if c == 1 and n not in in_loops and n != "x"}
+
+
+def evaluate(text: str):
+    """The value of one .arch expression that needs no block, e.g. `[64, 128] * 2`."""
+    from .loader import Loader
+    loader = Loader()
+    file = loader.load_text(f"value = {text}\n", "<value>")
+    value = Elaborator(loader)._constant(file.constants[0])
+    if isinstance(value, BlockRef):
+        raise SpecError(f"`{text}` is a block, not a value")
+    return value
