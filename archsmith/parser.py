@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 
-from lark import Lark, Transformer_NonRecursive, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -13,14 +13,20 @@ _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = set(_OPENERS.values())
 
 
-class _Newlines:
-    """Drop newlines inside (...) and [...], merge runs of them, and let `else`/`elif` follow `}`."""
+_DEFINING = ("BLOCK", "MODEL", "DEF", "IMPORT")  # keywords only where a top-level statement starts
 
-    always_accept = ("_NL",)
+
+class _PostLexer:
+    """Drop newlines inside (...) and [...], merge runs of them, and let `else`/`elif` follow `}`.
+    `block`, `model`, `def` and `import` are keywords only at the start of a top-level statement,
+    and `input` only outside brackets, so elsewhere they are ordinary names (a layer called `block`)."""
+
+    always_accept = ()
 
     def process(self, stream):
         stack = []
         pending = None
+        previous = None
         for tok in stream:
             if tok.type == "_NL":
                 if not stack or stack[-1] == "LBRACE":
@@ -28,7 +34,15 @@ class _Newlines:
                 continue
             if pending is not None and tok.type not in ("ELSE", "ELIF"):
                 yield pending
+                previous = pending
             pending = None
+            # a definition starts a line at the top level; in column 1 it is one even inside an
+            # unclosed `{`, so that a missing `}` is reported there
+            line_start = previous is None or previous.type == "_NL"
+            starts_statement = line_start and (not stack or tok.column == 1)
+            if (tok.type in _DEFINING and not starts_statement) or (tok.type == "INPUT" and stack):
+                tok = Token.new_borrow_pos("NAME", tok.value, tok)
+            previous = tok
             if tok.type in _OPENERS:
                 stack.append(tok.type)
             elif tok.type in _CLOSERS and stack:
@@ -40,7 +54,7 @@ class _Newlines:
 
 @functools.lru_cache(maxsize=None)
 def _lark() -> Lark:
-    return Lark.open("grammar/arch.lark", rel_to=__file__, parser="lalr", lexer="basic", postlex=_Newlines(),
+    return Lark.open("grammar/arch.lark", rel_to=__file__, parser="lalr", lexer="basic", postlex=_PostLexer(),
                      propagate_positions=True, maybe_placeholders=True)
 
 
@@ -139,6 +153,8 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> SpecError:
 def _hint_for(e: UnexpectedToken, expected: list):
     if e.token.type == "$END":
         return "a `(`, `[` or `{` is not closed"
+    if e.token.type in _DEFINING and e.token.column == 1:
+        return "is a `}` missing before this line?"
     if "`)`" in expected and len(expected) <= 3:
         return "missing `)`?"
     if "`]`" in expected and len(expected) <= 3:

@@ -35,3 +35,23 @@ def test_example_compiles(index, tmp_path):
         assert f"error: {e.message}" in DOC, str(e)
         return
     assert "class " in source
+
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_readme_shows_the_real_generated_code():
+    excerpt = re.search(r"```python\n(class Residual.*?)```", README, re.S).group(1)
+    source = archsmith.compile(str(Path(__file__).resolve().parent.parent / "examples" / "tiny_resnet.arch"))
+    assert excerpt in source
+    spec = re.search(r"`examples/tiny_resnet.arch`:\n\n```\n(.*?)```", README, re.S).group(1)
+    assert spec == (Path(__file__).resolve().parent.parent / "examples" / "tiny_resnet.arch").read_text()
+
+
+def test_readme_shows_the_real_error(monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    shown = re.search(r"\$ archsmith check (\S+)\n(.*?)```", README, re.S)
+    with pytest.raises(archsmith.SpecError) as e:
+        archsmith.compile(shown.group(1))
+    assert str(e.value) + "\n" == shown.group(2)

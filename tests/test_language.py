@@ -153,3 +153,25 @@ model mlp_kw = MLP(hidden=[32, 16]) input [3, 4, 4]
     for name in ("mlp", "mlp_kw"):
         model = archsmith.build(spec, model=name, hidden=[8])
         assert [k for k in model.state_dict()] == ["fc0.weight", "fc0.bias", "head.weight", "head.bias"]
+
+
+def test_definition_keywords_are_names_inside_blocks():
+    model = archsmith.build("""
+block Unit(out) {
+    return x | model: conv2d(out, 1)
+}
+block Net() {
+    input = x
+    x = input | block: Unit(4)
+    return x | input: relu()
+}
+model net = Net() input [3, 4, 4]
+""")
+    assert list(model.state_dict()) == ["block.model.weight", "block.model.bias"]
+
+
+def test_a_missing_brace_is_reported_at_the_next_definition():
+    with pytest.raises(archsmith.SpecError) as e:
+        archsmith.compile("block Net() {\n    return x\n\nblock Other() {\n    return x\n}\n")
+    assert (e.value.line, e.value.column) == (4, 1)
+    assert e.value.hint == "is a `}` missing before this line?"
