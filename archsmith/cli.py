@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="the model to draw (default: the only one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
     p.add_argument("-o", "--output", required=True, help="output file: .svg, .png, .pdf or .dot")
+    p.add_argument("--expand", action="store_true", help="also draw the inside of each distinct block")
 
     sub.add_parser("list", help="list the bundled models")
 
@@ -93,7 +94,7 @@ def _diagram(args) -> int:
     models = elaborate_models(args.spec, args.model, **_params(args.set))
     if len(models) != 1:
         raise SpecError(f"the spec defines {len(models)} models; pick one with --model")
-    render(diagram(models[0]), args.output)
+    render(diagram(models[0], expand=args.expand), args.output)
     return 0
 
 

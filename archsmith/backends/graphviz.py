@@ -1,92 +1,196 @@
-"""Graphviz backend: a diagram of a model's top-level dataflow, with each stage as a cluster and runs
-of identical blocks collapsed into one box ("Bottleneck x5"). Building the DOT source needs no binary;
-rendering needs `dot`."""
+"""Graphviz backend: a model's dataflow with shapes on the edges.
+
+Each `seq` is a cluster. A convolution or linear layer and the normalisation, activation and dropout
+after it are one node, as in the papers' figures. Block instances are one node each, and runs of
+instances of one class are collapsed ("Bottleneck x5"); with `expand=True` the inside of every
+distinct block is drawn too, once. Building the DOT source needs no binary; rendering needs `dot`."""
 from __future__ import annotations
 
-from graphviz import Digraph, escape
+import html
+import itertools
+
+from graphviz import Digraph
 
 from ..ir import Instance, Layer, Model
 from ..primitives import fmt_shape
 
+# ops drawn inside the node of the layer before them
+_FOLLOWERS = {"batchnorm2d", "batchnorm1d", "relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish",
+              "hardsigmoid", "leaky_relu", "elu", "dropout", "drop_path"}
+_SYMBOLS = {"add": "+", "mul": "\u00d7"}
+_COLORS = {"layer": "#eef3fb", "block": "#fdf1dc", "op": "#ffffff"}
 
-def diagram(model: Model, class_names: dict = None) -> Digraph:
-    """`class_names`: id(instance) -> generated class name, to label blocks as the code names them."""
+
+def diagram(model: Model, expand: bool = False, class_names: dict = None) -> Digraph:
+    """`class_names`: id(instance) -> its label, by default the generated class names."""
     if class_names is None:
         from .pytorch import class_names as names_of
         class_names = names_of([model])
     g = Digraph(model.name, graph_attr={"rankdir": "TB", "fontname": "Helvetica", "label": model.name,
-                                        "labelloc": "t"},
-                node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#eef3fb",
-                           "fontname": "Helvetica", "fontsize": "10"},
+                                        "labelloc": "t", "fontsize": "14"},
+                node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10"},
                 edge_attr={"fontname": "Helvetica", "fontsize": "9", "color": "#555555"})
-    root = model.root
-    g.node("input", f"input\n{fmt_shape(model.input_shape)}", shape="oval", fillcolor="#ffffff")
-    producer = {root.input.key: "input"}
-    for i, step in enumerate(root.steps):
-        if step.kind == "alias":
-            continue
-        node = f"s{i}"
-        if step.kind == "apply" and step.layer.kind == "seq" and any(c.kind == "block" for c in step.layer.children):
-            first, last = _stage(g, node, step.layer, class_names)
-            entry, exit_ = first, last
-        else:
-            label = _label(step)
-            g.node(node, label)
-            entry = exit_ = node
-        for k in step.inputs:
-            g.edge(producer[k], entry, label=_edge_shape(model, k))
-        for k in step.outputs:
-            producer[k] = exit_
-    g.node("output", f"output\n{fmt_shape(model.output_shape)}", shape="oval", fillcolor="#ffffff")
-    g.edge(producer[root.output.key], "output", label=fmt_shape(model.output_shape))
+    drawer = _Drawer(g, class_names, model.graph)
+    drawer.instance(g, model.root, f"input<BR/>{fmt_shape(model.input_shape)}",
+                    f"output<BR/>{fmt_shape(model.output_shape)}")
+    if expand:
+        drawn = set()
+        for inst in _instances(model.root):
+            label = class_names.get(id(inst), inst.block.name)
+            if label in drawn:
+                continue
+            drawn.add(label)
+            with g.subgraph(name=f"cluster_{drawer.fresh()}") as c:
+                c.attr(label=f"{label} (as {inst.path})", style="rounded,dashed", color="#999999")
+                drawer.instance(c, inst, "x", "out")
     return g
 
 
-def _label(step) -> str:
-    if step.kind == "func":
-        return step.prim.name
-    layer = step.layer
-    if layer.kind == "prim":
-        return f"{layer.name}\n{layer.prim.name}{_args(layer)}"
-    return f"{layer.name}\n{layer.kind}"
+def _instances(inst: Instance):
+    for layer in inst.layers:
+        yield from _layer_instances(layer)
 
 
-def _args(layer: Layer) -> str:
-    a = layer.attrs
-    if layer.prim.name == "conv2d":
+def _layer_instances(layer: Layer):
+    if layer.kind == "block":
+        yield layer.instance
+        yield from _instances(layer.instance)
+    elif layer.kind == "seq":
+        for child in layer.children:
+            yield from _layer_instances(child)
+
+
+class _Drawer:
+    def __init__(self, g, class_names, graph):
+        self.g = g
+        self.class_names = class_names
+        self.graph = graph  # the model's op graph, where every tensor's shape is
+        self.counter = itertools.count()
+
+    def shape(self, key):
+        shape = self.graph.nodes[key[0]]["shape"]
+        return shape[key[1]] if isinstance(shape, list) else shape
+
+    def fresh(self) -> str:
+        return f"n{next(self.counter)}"
+
+    def node(self, graph, label: str, kind: str, **attrs) -> str:
+        nid = self.fresh()
+        graph.node(nid, f"<{label}>", fillcolor=_COLORS[kind], **attrs)
+        return nid
+
+    def instance(self, graph, inst: Instance, in_label, out_label):
+        """An instance's forward: its steps, from an input node to an output node."""
+        producer = {inst.input.key: self.node(graph, in_label, "op", shape="oval")}
+        for chain in _chains(inst):
+            first, last = chain[0], chain[-1]
+            if first.kind == "apply" and first.layer.kind == "seq":
+                entry, exit_ = self.seq(graph, first.layer)
+            elif first.kind == "apply":
+                label = "<BR/>".join([self.layer_label(first.layer)] +
+                                     [html.escape(_describe(s.layer) if s.layer else s.prim.name) for s in chain[1:]])
+                entry = exit_ = self.node(graph, label, self.kind_of(first.layer))
+            else:
+                symbol = _SYMBOLS.get(first.prim.name)
+                entry = exit_ = self.node(graph, html.escape(symbol or first.prim.name), "op",
+                                          **({"shape": "circle"} if symbol else {}))
+            for k in first.inputs:
+                graph.edge(producer[k], entry, label=fmt_shape(self.shape(k)))
+            for k in last.outputs:
+                producer[k] = exit_
+        out = self.node(graph, out_label, "op", shape="oval")
+        graph.edge(producer[inst.output.key], out, label=fmt_shape(self.shape(inst.output.key)))
+
+    def kind_of(self, layer):
+        return "block" if layer.kind == "block" else "layer"
+
+    def layer_label(self, layer: Layer, count: int = 1) -> str:
+        """Its name (unless a seq numbers it) in bold, then what it is."""
+        name = "" if layer.name.isdigit() else f"<B>{html.escape(layer.name)}</B><BR/>"
+        if layer.kind == "block":
+            label = html.escape(self.class_names.get(id(layer.instance), layer.instance.block.name))
+            times = f" \u00d7{count}" if count > 1 else ""
+            return f"{name}{label}{times}"
+        return f"{name}{html.escape(_describe(layer))}"
+
+    def seq(self, graph, seq: Layer):
+        """A seq as a cluster of its children; returns its first and last node."""
+        nodes = []
+        with graph.subgraph(name=f"cluster_{self.fresh()}") as c:
+            c.attr(label=seq.name, style="rounded", color="#8899bb", fontname="Helvetica")
+            for group in _groups(seq.children, self.class_names):
+                first = group[0]
+                if first.kind == "seq":
+                    entry, exit_ = self.seq(c, first)
+                elif first.kind == "block":
+                    label = self.layer_label(first, len(group))
+                    if len(group) > 1:
+                        label += f"<BR/>{fmt_shape(first.in_shape)} \u2192 {fmt_shape(group[-1].out_shape)}"
+                    entry = exit_ = self.node(c, label, "block")
+                else:
+                    text = "<BR/>".join(html.escape(_describe(l)) for l in group)
+                    entry = exit_ = self.node(c, text, "layer")
+                if nodes:
+                    c.edge(nodes[-1][1], entry, label=fmt_shape(nodes[-1][2]))
+                nodes.append((entry, exit_, group[-1].out_shape))
+        return nodes[0][0], nodes[-1][1]
+
+
+def _chains(inst: Instance) -> list:
+    """The steps of a forward as the nodes to draw: a primitive layer takes the followers that
+    directly consume its output (conv1, bn1, relu: one node)."""
+    readers = {}
+    for step in inst.steps:
+        for k in step.inputs:
+            readers[k] = readers.get(k, 0) + 1
+    readers[inst.output.key] = readers.get(inst.output.key, 0) + 1
+    chains = []
+    for step in inst.steps:
+        if step.kind == "alias":
+            continue
+        last = chains[-1][-1] if chains else None
+        op = step.layer.prim.name if step.kind == "apply" and step.layer.kind == "prim" else (
+            step.prim.name if step.kind == "func" else None)
+        follows = (op in _FOLLOWERS and len(step.inputs) == 1
+                   and last is not None and last.kind == "apply" and last.layer.kind == "prim"
+                   and step.inputs == last.outputs and readers[step.inputs[0]] == 1)
+        if follows:
+            chains[-1].append(step)
+        else:
+            chains.append([step])
+    return chains
+
+
+def _groups(children, class_names):
+    """Consecutive blocks of one class together; a layer with the followers after it together."""
+    groups = []
+    for child in children:
+        last = groups[-1] if groups else None
+        if child.kind == "block" and last and last[0].kind == "block" and \
+                class_names.get(id(child.instance)) == class_names.get(id(last[0].instance)):
+            last.append(child)
+        elif child.kind == "prim" and child.prim.name in _FOLLOWERS and last and last[0].kind == "prim":
+            last.append(child)
+        else:
+            groups.append([child])
+    return groups
+
+
+def _describe(layer: Layer) -> str:
+    """`conv 3x3, 64, /2`: a primitive layer as the papers' figures write it."""
+    a, op = layer.attrs, layer.prim.name
+    if op == "conv2d":
         k = a["kernel_size"]
         k = f"{k}x{k}" if isinstance(k, int) else "x".join(map(str, k))
-        s = f", /{a['stride']}" if a["stride"] != 1 else ""
-        return f" {k}, {a['out_channels']}{s}"
-    if layer.prim.name == "linear":
-        return f" {a['out_features']}"
-    return ""
-
-
-def _stage(g, node, seq: Layer, class_names):
-    """A seq of blocks as a cluster; consecutive blocks of one class are one box."""
-    runs = []
-    for child in seq.children:
-        name = class_names.get(id(child.instance), child.instance.block.name) if child.kind == "block" else child.name
-        if runs and runs[-1][0] == name and child.kind == "block":
-            runs[-1][1].append(child)
-        else:
-            runs.append((name, [child]))
-    ids = []
-    with g.subgraph(name=f"cluster_{node}") as c:
-        c.attr(label=seq.name, style="rounded", color="#8899bb")
-        for j, (name, children) in enumerate(runs):
-            nid = f"{node}_{j}"
-            count = f" \u00d7{len(children)}" if len(children) > 1 else ""
-            first = children[0]
-            c.node(nid, f"{escape(name)}{count}\n{fmt_shape(first.in_shape)} \u2192 {fmt_shape(children[-1].out_shape)}",
-                   fillcolor="#fdf1dc")
-            if ids:
-                c.edge(ids[-1], nid)
-            ids.append(nid)
-    return ids[0], ids[-1]
-
-
-def _edge_shape(model, key):
-    shape = model.graph.nodes[key[0]]["shape"]
-    return fmt_shape(shape[key[1]] if isinstance(shape, list) else shape)
+        extra = "".join([f", /{a['stride']}" if a["stride"] != 1 else "",
+                         f", groups {a['groups']}" if a["groups"] != 1 else ""])
+        return f"conv {k}, {a['out_channels']}{extra}"
+    if op == "linear":
+        return f"fc, {a['out_features']}"
+    if op in ("maxpool2d", "avgpool2d"):
+        return f"{op[:3]} pool {a['kernel_size']}, /{a['stride'] if a['stride'] is not None else a['kernel_size']}"
+    if op.startswith("adaptive"):
+        return f"adaptive {op.split('_')[1][:3]} pool {fmt_shape(layer.out_shape[1:])}"
+    if op in ("dropout", "drop_path"):
+        return f"{op} {a['p']}"
+    return op
