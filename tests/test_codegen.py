@@ -107,3 +107,23 @@ def test_spec_comments_become_docstrings():
     namespace = {}
     exec(compile(tricky, "<generated>", "exec"), namespace)
     assert '"""quoted"""' in namespace["Net"].__doc__ and "\\\\" in namespace["Net"].__doc__
+
+
+def test_a_value_without_a_spec_name_becomes_a_parameter_named_after_its_use():
+    spec = """
+block B(k) {
+    return x | conv: conv2d(4, k + 0, padding=k // 2)
+}
+block Net() {
+    x = x | b3: B(3)
+    return x | b5: B(5)
+}
+model net = Net() input [4, 8, 8]
+"""
+    source = compile_text(spec)
+    # `k + 0` has the values of `k`, so it is written `k`; `k // 2` has no name of its own
+    assert "def __init__(self, in_channels: int, k: int, conv_padding: int) -> None:" in source
+    assert "nn.Conv2d(in_channels, 4, kernel_size=k, padding=conv_padding)" in source
+    assert "self.b3 = B(in_channels, 3, 1)" in source and "self.b5 = B(4, 5, 2)" in source
+    model = archsmith.build(spec)
+    assert model.b5.conv.kernel_size == (5, 5) and model.b5.conv.padding == (2, 2)

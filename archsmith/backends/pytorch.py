@@ -406,7 +406,7 @@ class _ClassWriter:
             if p.values == values:
                 return p.name
         name = self.names.create(wanted)
-        self.params[name] = CtorParam(name, values, default, has_default)
+        self.params[name] = CtorParam(name, values)
         return name
 
     def symbol(self, sym: str) -> str:
@@ -518,6 +518,13 @@ class _ClassWriter:
                 pass
         if all(repr(v) == repr(values[0]) for v in values):
             return literal(values[0])
+        if len(values) == len(self.insts):  # no symbol: a block parameter with the same values names it
+            for p in self.cls.block.params:
+                if p.name in self.first.params and [i.params.get(p.name) for i in self.insts] == values:
+                    try:
+                        return self.symbol(p.name)
+                    except _Unresolvable:
+                        break
         return self._param(wanted, values)
 
     def stored(self, name: str) -> str:
