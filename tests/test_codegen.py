@@ -127,3 +127,25 @@ model net = Net() input [4, 8, 8]
     assert "self.b3 = B(in_channels, 3, 1)" in source and "self.b5 = B(4, 5, 2)" in source
     model = archsmith.build(spec)
     assert model.b5.conv.kernel_size == (5, 5) and model.b5.conv.padding == (2, 2)
+
+
+def test_a_bool_parameter_never_stands_for_a_number():
+    """`deep` is false where the padding is 0 and true where it is 1: equal in Python, not the same."""
+    spec = """
+block B(out, k = 3, deep = false) {
+    x = x | conv: conv2d(out, k, padding=(k - 1) // 2)
+    if deep {
+        x = x | conv2: conv2d(out, 3, padding=1)
+    }
+    return x
+}
+block Net() {
+    x = x | a: B(8, 1)
+    return x | b: B(8, 3, deep=true)
+}
+model net = Net() input [3, 8, 8]
+"""
+    source = compile_text(spec)
+    assert "padding=deep" not in source
+    model = archsmith.build(spec)
+    assert model.a.conv.padding == (0, 0) and model.b.conv.padding == (1, 1)

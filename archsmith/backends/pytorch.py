@@ -403,7 +403,7 @@ class _ClassWriter:
         if len(values) != len(self.insts):  # a value only the optional part has, and no symbol for it
             raise _Unmergeable(wanted)
         for p in self.params.values():
-            if p.values == values:
+            if _same(p.values, values):
                 return p.name
         name = self.names.create(wanted)
         self.params[name] = CtorParam(name, values)
@@ -516,11 +516,11 @@ class _ClassWriter:
                 return self.symbol(origin)
             except _Unresolvable:
                 pass
-        if all(repr(v) == repr(values[0]) for v in values):
+        if _same(values, [values[0]] * len(values)):
             return literal(values[0])
         if len(values) == len(self.insts):  # no symbol: a block parameter with the same values names it
             for p in self.cls.block.params:
-                if p.name in self.first.params and [i.params.get(p.name) for i in self.insts] == values:
+                if p.name in self.first.params and _same([i.params.get(p.name) for i in self.insts], values):
                     try:
                         return self.symbol(p.name)
                     except _Unresolvable:
@@ -599,7 +599,7 @@ class _ClassWriter:
                 values = [self._ctor_value(child_cls, pl.instance, p) for pl in peers]
                 src = self.slot(values, layer.origins.get(p.name), f"{layer.name}_{p.name}")
                 if p.has_default:
-                    if src == literal(p.default) and all(repr(v) == repr(p.default) for v in values):
+                    if src == literal(p.default) and _same(values, [p.default] * len(values)):
                         continue
                     args.append(f"{p.name}={src}")
                 else:
@@ -714,6 +714,11 @@ class _ClassWriter:
     def _step(self, inst, i) -> Optional[Step]:
         j = self.step_maps[id(inst)][i]
         return None if j is None else inst.steps[j]
+
+
+def _same(a: list, b: list) -> bool:
+    """Equal values of equal types (so that `true` does not stand for 1)."""
+    return len(a) == len(b) and all(type(x) is type(y) and x == y for x, y in zip(a, b))
 
 
 def _assigns_x(body) -> bool:
