@@ -149,3 +149,24 @@ model net = Net() input [3, 8, 8]
     assert "padding=deep" not in source
     model = archsmith.build(spec)
     assert model.a.conv.padding == (0, 0) and model.b.conv.padding == (1, 1)
+
+
+def test_a_parameter_that_decides_the_structure_stays_literal():
+    """`parts` sets how many branches there are: a class built for parts=2 does not offer parts=4."""
+    source = compile_text("""
+block Split(out, parts = 2) {
+    xs = chunk(x, parts)
+    ys = [xs[0]]
+    for j in range(1, parts) {
+        ys = ys + [xs[j] | c{j}: conv2d(x.channels // parts, 3, padding=1)]
+    }
+    return concat(ys) | fuse: conv2d(out, 1)
+}
+block Net() {
+    x = x | a: Split(8)
+    return x | b: Split(16)
+}
+model net = Net() input [8, 8, 8]
+""")
+    assert "    def __init__(self, out: int) -> None:" in source
+    assert "torch.chunk(x, 2, dim=1)" in source

@@ -389,6 +389,9 @@ class _ClassWriter:
         self.stored_attrs = OrderedDict()  # python name -> attribute of self holding it for forward
         self.optional = cls.optional
         self.step_maps = {id(i): self._step_map(i) for i in self.insts}
+        # parameters that decide the structure, except through the condition the class evaluates itself
+        self.structural = _structural_names(cls.block.body, cls.optional.node if cls.optional else None)
+
 
     def _step_map(self, inst) -> list:
         """Template step index -> this instance's step index (None where it lacks the optional part)."""
@@ -420,6 +423,8 @@ class _ClassWriter:
             src = self._declare(sym, values, has_default=self.is_root, default=values[0])
         elif sym in first.params:
             values = [i.params[sym] for i in self.insts]
+            if sym in self.structural and _same(values, [values[0]] * len(values)):
+                raise _Unresolvable(sym)  # the class is built for this value only: keep it literal
             default, has_default = self._spec_default(sym)
             if self.is_root:
                 default, has_default = values[0], True
@@ -714,6 +719,78 @@ class _ClassWriter:
     def _step(self, inst, i) -> Optional[Step]:
         j = self.step_maps[id(inst)][i]
         return None if j is None else inst.steps[j]
+
+
+def _names_in(node) -> set:
+    """The names an expression (or statement list) reads; `x.channels` reads `x`."""
+    out = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Name):
+            out.add(n.id)
+        elif isinstance(n, (list, tuple)):
+            stack.extend(n)
+        elif hasattr(n, "__dataclass_fields__"):
+            stack.extend(getattr(n, f) for f in n.__dataclass_fields__ if f not in ("span", "file"))
+    return out
+
+
+def _structural_names(body, evaluated_if=None) -> set:
+    """Names a block body's structure depends on: what loops run over, what conditions test, what
+    layer names interpolate, and (transitively) the locals those are computed from. The condition of
+    `evaluated_if` does not count: the generated class evaluates it itself."""
+    direct, assigns = set(), []
+
+    def walk(stmts):
+        for s in stmts:
+            if isinstance(s, ast.Assign):
+                assigns.append(s)
+                _layer_suffixes(s.value, direct)
+            elif isinstance(s, ast.If):
+                for cond, branch in s.branches:
+                    if s is not evaluated_if:
+                        direct.update(_names_in(cond))
+                    walk(branch)
+                walk(s.orelse or [])
+            elif isinstance(s, ast.For):
+                direct.update(_names_in(s.iterable))
+                walk(s.body)
+            elif isinstance(s, (ast.Return, ast.LayerStmt)):
+                _layer_suffixes(s, direct)
+
+    walk(body)
+    names = set(direct)
+    changed = True
+    while changed:
+        changed = False
+        for a in assigns:
+            if a.target in names and not _names_in(a.value) <= names:
+                names |= _names_in(a.value)
+                changed = True
+    if "x" in names:
+        names.add("in_channels")
+    return names
+
+
+def _layer_suffixes(node, out: set):
+    """Names read by `name{expr}:` interpolations and inside seq bodies (whose loops shape a seq)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.LayerName) and n.suffix is not None:
+            out.update(_names_in(n.suffix))
+        elif isinstance(n, ast.Seq):
+            for s in n.body:
+                if isinstance(s, ast.For):
+                    out.update(_names_in(s.iterable))
+                elif isinstance(s, ast.If):
+                    out.update(_names_in([c for c, _ in s.branches]))
+            stack.extend(n.body)
+        elif isinstance(n, (list, tuple)):
+            stack.extend(n)
+        elif hasattr(n, "__dataclass_fields__"):
+            stack.extend(getattr(n, f) for f in n.__dataclass_fields__ if f not in ("span", "file"))
 
 
 def _same(a: list, b: list) -> bool:
