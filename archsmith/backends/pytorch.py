@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .. import ast
+from .. import ast, queries
 from ..ir import Instance, Layer, Model, Step
 
 _RESERVED = set(keyword.kwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F", "Tensor", "OrderedDict",
@@ -390,7 +390,7 @@ class _ClassWriter:
         self.optional = cls.optional
         self.step_maps = {id(i): self._step_map(i) for i in self.insts}
         # parameters that decide the structure, except through the condition the class evaluates itself
-        self.structural = _structural_names(cls.block.body, cls.optional.node if cls.optional else None)
+        self.structural = queries.structural_names(cls.block.body, cls.optional.node if cls.optional else None)
 
 
     def _step_map(self, inst) -> list:
@@ -505,7 +505,7 @@ class _ClassWriter:
         if isinstance(e, ast.Name):
             return self.symbol(e.id)
         if (isinstance(e, ast.Attr) and e.name == "channels" and isinstance(e.target, ast.Name)
-                and e.target.id == "x" and _x_is_input_at(self.cls.block.body, e)):
+                and e.target.id == "x" and queries.x_is_input_at(self.cls.block.body, e)):
             return self.symbol(self.first.input_symbol)
         if isinstance(e, ast.Call) and e.func in ("min", "max", "abs", "round", "int", "float") and not any(a.name for a in e.args):
             return f"{e.func}({', '.join(self._translate(a.value) for a in e.args)})"
@@ -721,126 +721,9 @@ class _ClassWriter:
         return None if j is None else inst.steps[j]
 
 
-def _names_in(node) -> set:
-    """The names an expression (or statement list) reads; `x.channels` reads `x`."""
-    out = set()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.Name):
-            out.add(n.id)
-        elif isinstance(n, (list, tuple)):
-            stack.extend(n)
-        elif hasattr(n, "__dataclass_fields__"):
-            stack.extend(getattr(n, f) for f in n.__dataclass_fields__ if f not in ("span", "file"))
-    return out
-
-
-def _structural_names(body, evaluated_if=None) -> set:
-    """Names a block body's structure depends on: what loops run over, what conditions test, what
-    layer names interpolate, and (transitively) the locals those are computed from. The condition of
-    `evaluated_if` does not count: the generated class evaluates it itself."""
-    direct, assigns = set(), []
-
-    def walk(stmts):
-        for s in stmts:
-            if isinstance(s, ast.Assign):
-                assigns.append(s)
-                _layer_suffixes(s.value, direct)
-            elif isinstance(s, ast.If):
-                for cond, branch in s.branches:
-                    if s is not evaluated_if:
-                        direct.update(_names_in(cond))
-                    walk(branch)
-                walk(s.orelse or [])
-            elif isinstance(s, ast.For):
-                direct.update(_names_in(s.iterable))
-                walk(s.body)
-            elif isinstance(s, (ast.Return, ast.LayerStmt)):
-                _layer_suffixes(s, direct)
-
-    walk(body)
-    names = set(direct)
-    changed = True
-    while changed:
-        changed = False
-        for a in assigns:
-            if a.target in names and not _names_in(a.value) <= names:
-                names |= _names_in(a.value)
-                changed = True
-    if "x" in names:
-        names.add("in_channels")
-    return names
-
-
-def _layer_suffixes(node, out: set):
-    """Names read by `name{expr}:` interpolations and inside seq bodies (whose loops shape a seq)."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.LayerName) and n.suffix is not None:
-            out.update(_names_in(n.suffix))
-        elif isinstance(n, ast.Seq):
-            for s in n.body:
-                if isinstance(s, ast.For):
-                    out.update(_names_in(s.iterable))
-                elif isinstance(s, ast.If):
-                    out.update(_names_in([c for c, _ in s.branches]))
-            stack.extend(n.body)
-        elif isinstance(n, (list, tuple)):
-            stack.extend(n)
-        elif hasattr(n, "__dataclass_fields__"):
-            stack.extend(getattr(n, f) for f in n.__dataclass_fields__ if f not in ("span", "file"))
-
-
 def _same(a: list, b: list) -> bool:
     """Equal values of equal types (so that `true` does not stand for 1)."""
     return len(a) == len(b) and all(type(x) is type(y) and x == y for x, y in zip(a, b))
-
-
-def _assigns_x(body) -> bool:
-    """Whether statements rebind the block's input `x`."""
-    for s in body:
-        if isinstance(s, ast.Assign) and s.target == "x":
-            return True
-        if isinstance(s, ast.If) and (any(_assigns_x(b) for _, b in s.branches) or _assigns_x(s.orelse or [])):
-            return True
-        if isinstance(s, ast.For) and (s.var == "x" or _assigns_x(s.body)):
-            return True
-    return False
-
-
-def _contains(node, target) -> bool:
-    """Whether the syntax tree `node` contains the object `target`."""
-    if node is target:
-        return True
-    if isinstance(node, list):
-        return any(_contains(n, target) for n in node)
-    if isinstance(node, tuple):
-        return any(_contains(n, target) for n in node)
-    if hasattr(node, "__dataclass_fields__"):
-        return any(_contains(getattr(node, f), target) for f in node.__dataclass_fields__
-                   if f not in ("span", "file"))
-    return False
-
-
-def _x_is_input_at(body, target) -> bool:
-    """Whether `x` still names the block's input where the expression `target` is evaluated:
-    no statement before it (outside loops) rebinds x."""
-    for s in body:
-        if not _contains(s, target):
-            if _assigns_x([s]):
-                return False
-            continue
-        if isinstance(s, ast.If):
-            for cond, branch in s.branches:
-                if _contains(cond, target):
-                    return True
-                if _contains(branch, target):
-                    return _x_is_input_at(branch, target)
-            return _x_is_input_at(s.orelse or [], target)
-        return not isinstance(s, ast.For)
-    return False
 
 
 class _Holders:
