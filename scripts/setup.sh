@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Create .venv and install archsmith into it. With --test, also the test references and Graphviz.
+# Graphviz for diagrams, and .venv with archsmith in it. With --test, also the test references.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ "${1:-}" == "--test" ]] && ! command -v dot >/dev/null; then
+if ! command -v dot >/dev/null; then
     if [[ $(id -u) -eq 0 ]]; then
         apt-get update -qq && apt-get install -y -qq graphviz >/dev/null
     else
