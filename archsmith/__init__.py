@@ -17,20 +17,21 @@ __all__ = ["SpecError", "compile", "build", "create_model", "list_models"]
 __version__ = "0.1.0"
 
 
-def compile(spec: str, model: str = None, **params) -> str:  # noqa: A001 - the public name
+def compile(spec: str, model: str = None, input_shape=None, **params) -> str:  # noqa: A001 - the public name
     """Python source for the models in `spec` (a path, .arch text or a bundled model's name).
 
-    `model` picks one model of the file (default: all of them); `params` override the parameters of
-    the model's top block, e.g. ``num_classes=10``. Raises SpecError for any mistake in the spec."""
+    `model` picks one model of the file (default: all of them); `input_shape` replaces the declared
+    input, e.g. ``[1, 28, 28]``; `params` override the parameters of the model's top block, e.g.
+    ``num_classes=10``. Raises SpecError for any mistake in the spec."""
     from .compiler import to_python
-    return to_python(spec, model, **params)
+    return to_python(spec, model, input_shape, **params)
 
 
-def build(spec: str, model: str = None, **params):
-    """An instance of the module that `compile(spec, model, **params)` defines."""
+def build(spec: str, model: str = None, input_shape=None, **params):
+    """An instance of the module that `compile(spec, model, input_shape, **params)` defines."""
     from .compiler import elaborate_models
     from .backends.pytorch import generate
-    models = elaborate_models(spec, model, **params)
+    models = elaborate_models(spec, model, input_shape, **params)
     if len(models) != 1:
         names = ", ".join(m.name for m in models)
         raise ValueError(f"the spec defines several models ({names}); pass model= to pick one")
@@ -41,12 +42,13 @@ def build(spec: str, model: str = None, **params):
     return getattr(module, models[0].name)()
 
 
-def create_model(name: str, **params):
-    """A bundled model by its torchvision/timm name, e.g. ``create_model("resnet50", num_classes=10)``."""
+def create_model(name: str, input_shape=None, **params):
+    """A bundled model by its torchvision/timm name, e.g. ``create_model("resnet50", num_classes=10)``;
+    ``input_shape=[1, 224, 224]`` makes its stem take one channel."""
     from .loader import list_bundled
     if name not in list_bundled():
         raise SpecError(f"no bundled model `{name}`", hint=_hint(name))
-    return build(name, **params)
+    return build(name, input_shape=input_shape, **params)
 
 
 def list_models() -> list:

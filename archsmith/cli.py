@@ -19,17 +19,20 @@ def main(argv=None) -> int:
     p.add_argument("spec", help="a .arch file or a bundled model name")
     p.add_argument("--model", help="only this model of the file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
+    p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
 
     p = sub.add_parser("compile", help="emit PyTorch source")
     p.add_argument("spec", help="a .arch file or a bundled model name")
     p.add_argument("--model", help="only this model of the file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
+    p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
     p.add_argument("-o", "--output", help="write here instead of standard output")
 
     p = sub.add_parser("diagram", help="draw a model with Graphviz")
     p.add_argument("spec", help="a .arch file or a bundled model name")
     p.add_argument("--model", help="the model to draw (default: the only one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
+    p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
     p.add_argument("-o", "--output", required=True, help="output file: .svg, .png, .pdf or .dot")
     p.add_argument("--expand", action="store_true", help="also draw the inside of each distinct block")
 
@@ -60,6 +63,15 @@ def _params(pairs) -> dict:
     return out
 
 
+def _shape(text):
+    if text is None:
+        return None
+    try:
+        return [int(d) for d in text.split(",")]
+    except ValueError:
+        raise SpecError(f"--input takes sizes separated by commas, like 3,224,224, not `{text}`") from None
+
+
 def _value(text: str):
     """A --set value, read as a .arch expression: an int, float, bool, string or list."""
     from .elaborate import evaluate
@@ -72,7 +84,7 @@ def _value(text: str):
 def _check(args) -> int:
     from .compiler import elaborate_models
     from .passes import parameter_count
-    for m in elaborate_models(args.spec, args.model, **_params(args.set)):
+    for m in elaborate_models(args.spec, args.model, _shape(args.input), **_params(args.set)):
         print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
               f"{parameter_count(m.graph):,} parameters")
     return 0
@@ -80,7 +92,7 @@ def _check(args) -> int:
 
 def _compile(args) -> int:
     from .compiler import to_python
-    source = to_python(args.spec, args.model, **_params(args.set))
+    source = to_python(args.spec, args.model, _shape(args.input), **_params(args.set))
     if args.output:
         write_atomic(args.output, source)
     else:
@@ -91,7 +103,7 @@ def _compile(args) -> int:
 def _diagram(args) -> int:
     from .backends.graphviz import diagram
     from .compiler import elaborate_models
-    models = elaborate_models(args.spec, args.model, **_params(args.set))
+    models = elaborate_models(args.spec, args.model, _shape(args.input), **_params(args.set))
     if len(models) != 1:
         raise SpecError(f"the spec defines {len(models)} models; pick one with --model")
     render(diagram(models[0], expand=args.expand), args.output)

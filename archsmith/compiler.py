@@ -7,8 +7,9 @@ from .loader import resolve_spec
 from .passes import check_inplace, validate
 
 
-def elaborate_models(spec: str, model=None, **params) -> list:
-    """Every model `compile` would emit, elaborated and validated."""
+def elaborate_models(spec: str, model=None, input_shape=None, **params) -> list:
+    """Every model `compile` would emit, elaborated and validated. `input_shape` replaces the
+    declared one, e.g. [1, 28, 28] for a one-channel input."""
     loader, file, bundled = resolve_spec(spec)
     name = model or bundled
     if name is not None:
@@ -24,7 +25,7 @@ def elaborate_models(spec: str, model=None, **params) -> list:
     models = []
     for d in defs:
         try:
-            m = elaborator.elaborate(d, params)
+            m = elaborator.elaborate(d, params, input_shape)
         except RecursionError:
             raise SpecError(f"`{d.name}` nests expressions or blocks too deeply to evaluate", d.span,
                             source=d.file.text) from None
@@ -34,6 +35,6 @@ def elaborate_models(spec: str, model=None, **params) -> list:
     return models
 
 
-def to_python(spec: str, model=None, **params) -> str:
+def to_python(spec: str, model=None, input_shape=None, **params) -> str:
     from .backends.pytorch import generate
-    return generate(elaborate_models(spec, model, **params))
+    return generate(elaborate_models(spec, model, input_shape, **params))

@@ -113,17 +113,22 @@ class Elaborator:
 
     # ---------------------------------------------------------------- entry point
 
-    def elaborate(self, model: ast.ModelDef, overrides: dict, input_channels: Optional[int] = None) -> Model:
-        """`input_channels` replaces the declared input's first dimension."""
+    def elaborate(self, model: ast.ModelDef, overrides: dict, input_shape: Optional[list] = None,
+                  input_channels: Optional[int] = None) -> Model:
+        """`input_shape` replaces the declared input shape; `input_channels` just its first dimension."""
         self.graph = nx.DiGraph()
         file = model.file
         defn = self._lookup_definition(model.block, model.block_span, file)
         if not isinstance(defn, ast.BlockDef):
             raise self._err(f"`{model.block}` is not a block", model.block_span, file)
         scope = Scope(file)
-        input_shape = self.eval(model.input, scope)
-        if not (isinstance(input_shape, list) and input_shape and all(_is_int(d) and d > 0 for d in input_shape)):
-            raise self._err("the input shape must be a list of positive ints, like [3, 224, 224]", model.input.span, file)
+        given = input_shape is not None
+        if not given:
+            input_shape = self.eval(model.input, scope)
+        if not (isinstance(input_shape, (list, tuple)) and input_shape
+                and all(_is_int(d) and d > 0 for d in input_shape)):
+            message = f"the input shape must be a list of positive ints, like [3, 224, 224], not {input_shape!r}"
+            raise self._err(message, None if given else model.input.span, file)
         input_shape = tuple(input_shape)
         if input_channels is not None:
             input_shape = (input_channels,) + input_shape[1:]

@@ -175,3 +175,13 @@ def test_a_missing_brace_is_reported_at_the_next_definition():
         archsmith.compile("block Net() {\n    return x\n\nblock Other() {\n    return x\n}\n")
     assert (e.value.line, e.value.column) == (4, 1)
     assert e.value.hint == "is a `}` missing before this line?"
+
+
+def test_the_input_shape_can_be_replaced():
+    model = archsmith.create_model("resnet18", input_shape=[1, 64, 64], num_classes=10)
+    assert model.conv1.in_channels == 1
+    assert model(torch.randn(2, 1, 64, 64)).shape == (2, 10)
+    source = archsmith.compile("vgg11", input_shape=[3, 32, 32])
+    assert "def __init__(self, in_channels: int = 3, num_classes: int = 1000, dropout: float = 0.5)" in source
+    with pytest.raises(archsmith.SpecError, match="must be a list of positive ints"):
+        archsmith.compile("vgg11", input_shape=[3, 0, 32])

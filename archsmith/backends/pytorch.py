@@ -895,7 +895,7 @@ def _generalises(model: Model, cls: ClassDef, param: CtorParam, source: str, fro
     else:
         overrides[param.symbol] = new
     try:
-        other = model.elaborator.elaborate(model.definition, overrides, input_channels=channels)
+        other = model.elaborator.elaborate(model.definition, overrides, list(model.input_shape), channels)
     except SpecError:
         return False
     changed = Generator([other], {id(other.root): frozen}).generate()
