@@ -5,6 +5,7 @@ read their input's shape, so shapes are known while the graph is built).
 Spec text is evaluated here by walking the syntax tree; nothing is handed to Python's eval."""
 from __future__ import annotations
 
+import copy
 import keyword
 import math
 from dataclasses import dataclass, replace
@@ -98,6 +99,14 @@ class Scope:
         self.instance = instance
         self.vars: dict = {}
         self.origins: dict = {}  # name -> symbol of the instance that its value came from
+        self.layer_name = None  # in a def: the name its layer gets
+        self.site_span = None  # in a def: where it is used, where its layer's errors are reported
+
+    def derive(self, **changes) -> "Scope":
+        """The same names (shared, not copied) with some fields changed."""
+        out = copy.copy(self)
+        out.__dict__.update(changes)
+        return out
 
 
 class Elaborator:
@@ -509,7 +518,7 @@ class Elaborator:
 
     def _apply_item(self, item: ast.LayerItem, x: Tensor, scope: Scope, seq: Optional[Layer] = None) -> Tensor:
         """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`."""
-        name = self._layer_name(item.name, scope) if item.name else getattr(scope, "layer_name", None)
+        name = self._layer_name(item.name, scope) if item.name else scope.layer_name
         if item.name and seq is None and scope.instance is not None:
             existing = _find_layer(scope.instance, name)
             if existing is not None and not (isinstance(item.target, ast.Name) and item.target.id == name):
@@ -621,7 +630,8 @@ class Elaborator:
         self.stack.append(defn)
         try:
             # the def's layer is declared in the caller's block (or seq), evaluated in the def's own names
-            return self._apply_item(ast.LayerItem(None, item.target, item.span), x, _Renamed(inner, inner_name, call.span), seq)
+            inner = inner.derive(layer_name=inner_name, site_span=call.span)
+            return self._apply_item(ast.LayerItem(None, item.target, item.span), x, inner, seq)
         finally:
             self.stack.pop()
 
@@ -644,9 +654,8 @@ class Elaborator:
             inner.vars[p.name] = value
 
     def _apply_primitive(self, prim, args, name, x, scope, seq, call):
-        site = getattr(scope, "site_span", None)
-        if site is not None:  # a def's layer: its shape errors belong to where the def is used
-            call = ast.Call(call.func, call.args, site, site)
+        if scope.site_span is not None:  # a def's layer: its shape errors belong to where the def is used
+            call = ast.Call(call.func, call.args, scope.site_span, scope.site_span)
         tensors = [a for a in args if isinstance(a[1], Tensor) or _has_tensor(a[1])]
         if prim.inputs == "one" or prim.torch_class is not None:
             if tensors:
@@ -709,14 +718,7 @@ class Elaborator:
     def _register(self, layer, x, out_shape, scope, seq, span, out=None):
         """Declare `layer` in its block or seq and apply it to x."""
         inst = scope.instance
-        if seq is not None:
-            seq.children.append(layer)
-        else:
-            existing = _find_layer(inst, layer.name)
-            if existing is not None:
-                raise self._err(f"a layer named `{layer.name}` is already declared in `{inst.block.name}`", span,
-                                scope.file, notes=[("declared here", existing.span)])
-            self._declare(inst, layer)
+        self._declare(layer, scope, seq, span)
         if layer.kind == "block":
             result = out
         else:
@@ -757,14 +759,7 @@ class Elaborator:
         name = self._child_name(name, parent_seq, span, scope)
         layer = Layer(name, "seq", span, self._child_path(scope, parent_seq, name), in_shape=x.shape)
         inst = scope.instance
-        if parent_seq is not None:
-            parent_seq.children.append(layer)
-        else:
-            existing = _find_layer(inst, name)
-            if existing is not None:
-                raise self._err(f"a layer named `{name}` is already declared in `{inst.block.name}`", span,
-                                scope.file, notes=[("declared here", existing.span)])
-            self._declare(inst, layer)
+        self._declare(layer, scope, parent_seq, span)
         y = self._run_seq_body(body.body, x, scope, layer)
         if not layer.children:
             raise self._err("this `seq` is empty", span, scope.file)
@@ -776,7 +771,8 @@ class Elaborator:
     def _run_seq_body(self, stmts, x, scope, seq):
         for s in stmts:
             if isinstance(s, ast.LayerStmt):
-                x = self._apply_item(s.item, x, _SeqChild(scope), seq)
+                # a seq's children: the block's names, without a def's layer name
+                x = self._apply_item(s.item, x, scope.derive(layer_name=None, site_span=None), seq)
             elif isinstance(s, ast.Assign):
                 value = self.eval(s.value, scope)
                 if isinstance(value, Tensor) or _has_tensor(value):
@@ -809,7 +805,16 @@ class Elaborator:
         step.conds = tuple(self.conds)
         inst.steps.append(step)
 
-    def _declare(self, inst, layer):
+    def _declare(self, layer, scope, seq, span):
+        """Add `layer` to its seq, or to its block under the conditions it was declared in."""
+        if seq is not None:
+            seq.children.append(layer)
+            return
+        inst = scope.instance
+        existing = _find_layer(inst, layer.name)
+        if existing is not None:
+            raise self._err(f"a layer named `{layer.name}` is already declared in `{inst.block.name}`", span,
+                            scope.file, notes=[("declared here", existing.span)])
         layer.conds = tuple(self.conds)
         inst.layers.append(layer)
 
@@ -912,24 +917,6 @@ class Elaborator:
                 raise self._err("a layer on its own line has no input here", s.span, scope.file,
                                 hint="apply it to a tensor: `x = x | name: ...`, or put it in a `seq { ... }`")
         return _MISSING
-
-
-class _SeqChild(Scope):
-    """The scope of a seq's body: the block's names; a def's name does not pass to the children."""
-
-    def __init__(self, scope):
-        self.__dict__.update(scope.__dict__)
-        self.layer_name = None
-        self.site_span = None
-
-
-class _Renamed(Scope):
-    """A def's scope, carrying the name its layer gets and the call site its layer reports at."""
-
-    def __init__(self, scope, layer_name, site_span):
-        self.__dict__.update(scope.__dict__)
-        self.layer_name = layer_name
-        self.site_span = getattr(scope, "site_span", None) or site_span
 
 
 _MISSING = object()
