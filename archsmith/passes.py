@@ -25,7 +25,7 @@ def validate(graph: nx.DiGraph) -> None:
         op = data["op"]
         if op in ("input", "output"):
             continue
-        shapes = [_output_shape(graph, src, index) for src, index in data["inputs"]]
+        shapes = [output_shape(graph, src, index) for src, index in data["inputs"]]
         expected = PRIMITIVES[op].shape(data["attrs"], shapes)
         if _as_tuple(expected) != _as_tuple(data["shape"]):
             raise GraphError(f"node {n} ({op}) has shape {data['shape']}, its rule gives {expected}")
@@ -53,7 +53,8 @@ def check_inplace(graph: nx.DiGraph) -> None:
                             notes=[("read again here", where)] if graph.nodes[m]["op"] != "output" else ())
 
 
-def _output_shape(graph, node, index):
+def output_shape(graph, node, index):
+    """The shape of output `index` of `node` (ops like split have several)."""
     shape = graph.nodes[node]["shape"]
     return shape[index] if isinstance(shape, list) else shape
 
@@ -69,7 +70,7 @@ def parameter_count(graph: nx.DiGraph) -> int:
         if data["op"] in ("input", "output") or data["module"] is None or data["module"] in seen:
             continue
         seen.add(data["module"])
-        in_shape = _output_shape(graph, *data["inputs"][0])
+        in_shape = output_shape(graph, *data["inputs"][0])
         total += PRIMITIVES[data["op"]].weights(data["attrs"], in_shape)
     return total
 
@@ -79,7 +80,7 @@ def mac_count(graph: nx.DiGraph) -> int:
     total = 0
     for n, data in graph.nodes(data=True):
         if data["op"] in ("conv2d", "linear"):
-            in_shape = _output_shape(graph, *data["inputs"][0])
+            in_shape = output_shape(graph, *data["inputs"][0])
             total += PRIMITIVES[data["op"]].macs(data["attrs"], in_shape, data["shape"])
     return total
 

@@ -330,7 +330,7 @@ PRIMITIVES = {p.name: p for p in [
     Primitive("concat", (P("dim", 1),), _concat_shape, inputs="many",
               functional=lambda e, xs: f"torch.cat([{', '.join(xs)}], {e['dim']})", doc="torch.cat"),
     Primitive("split", (P("sizes", kind="ints"),), _split_shape, inputs="list",
-              functional=lambda e, xs: f"torch.split({xs[0]}, {e.list('sizes')}, dim=1)", doc="torch.split on channels"),
+              functional=lambda e, xs: f"torch.split({xs[0]}, {e['sizes']}, dim=1)", doc="torch.split on channels"),
     Primitive("chunk", (P("chunks"),), _chunk_shape, inputs="list",
               functional=lambda e, xs: f"torch.chunk({xs[0]}, {e['chunks']}, dim=1)", doc="torch.chunk on channels"),
     Primitive("slice", (P("start", least=0), P("stop")), _slice_shape,

@@ -12,6 +12,7 @@ import itertools
 from graphviz import Digraph
 
 from ..ir import Instance, Layer, Model
+from ..passes import output_shape
 from ..primitives import fmt_shape
 
 # ops drawn inside the node of the layer before them
@@ -68,8 +69,7 @@ class _Drawer:
         self.counter = itertools.count()
 
     def shape(self, key):
-        shape = self.graph.nodes[key[0]]["shape"]
-        return shape[key[1]] if isinstance(shape, list) else shape
+        return output_shape(self.graph, *key)
 
     def fresh(self) -> str:
         return f"n{next(self.counter)}"

@@ -601,7 +601,7 @@ class _ClassWriter:
             child_cls, _ = self.gen.class_of[id(layer.instance)]
             args = []
             for p in child_cls.params:
-                values = [self._ctor_value(child_cls, pl.instance, p) for pl in peers]
+                values = [p.values[self.gen.class_of[id(pl.instance)][1]] for pl in peers]
                 src = self.slot(values, layer.origins.get(p.name), f"{layer.name}_{p.name}")
                 if p.has_default:
                     if src == literal(p.default) and _same(values, [p.default] * len(values)):
@@ -611,10 +611,6 @@ class _ClassWriter:
                     args.append(src)
             return f"{child_cls.name}({', '.join(args)})"
         return self._seq_src(layer, peers, indent)
-
-    def _ctor_value(self, child_cls, inst, p):
-        _, idx = self.gen.class_of[id(inst)]
-        return p.values[idx]
 
     def _seq_src(self, layer, peers, indent):
         items = []
@@ -823,17 +819,14 @@ class _Attrs:
             src = "(" + src[1:-1] + ")"
         return src
 
-    def is_symbolic(self, name) -> bool:
-        src = self[name]
-        return src != literal(self.values[0][name]) and not src.startswith("(")
-
     def kw(self, *names) -> list:
+        """`name=source` for each argument that is symbolic or differs from its default somewhere."""
         out = []
         for name in names:
-            p = self.kinds[name]
             src = self[name]
-            values = self._values(name)
-            if self.is_symbolic(name) or any(repr(v) != repr(p.default) for v in values):
+            symbolic = src != literal(self.values[0][name]) and not src.startswith("(")
+            default = self.kinds[name].default
+            if symbolic or any(repr(v) != repr(default) for v in self._values(name)):
                 out.append(f"{name}={src}")
         return out
 
@@ -846,9 +839,6 @@ class _Attrs:
             inner = src[1:-1]
             return f"({inner},)" if inner and "," not in inner else f"({inner})"
         return src
-
-    def list(self, name) -> str:
-        return self[name]
 
 
 def generate(models: list) -> str:
