@@ -150,18 +150,18 @@ def _build(args) -> int:
     """Compile every bundled model into `output`: <model>.py, <model>.svg and summary.md."""
     from .backends import summary
     from .backends.graphviz import diagram
-    from .backends.pytorch import generate
+    from .backends.pytorch import emit
     from .compiler import elaborate_models
     from .loader import list_bundled
     out = Path(args.output)
     models, lines = [], {}
     for name in list_bundled():
         (model,) = elaborate_models(name)
-        source = generate([model])
-        write_atomic(str(out / f"{name}.py"), source)
-        lines[name] = source.count("\n")
+        gen = emit([model])
+        write_atomic(str(out / f"{name}.py"), gen.source)
+        lines[name] = gen.source.count("\n")
         if not args.no_diagrams:
-            render(diagram(model), str(out / f"{name}.svg"))
+            render(diagram(model, class_names=gen.labels()), str(out / f"{name}.svg"))
         models.append(model)
         print(f"{name}: {out / (name + '.py')}")
     write_atomic(str(out / "summary.md"), summary.markdown(summary.rows(models, lines)))

@@ -134,6 +134,7 @@ class Generator:
         self.models = models
         self.frozen = frozen or {}
         self.memo = {}
+        self.source = ""
         self.groups: "OrderedDict[tuple, list]" = OrderedDict()
         self.class_of = {}  # id(instance) -> (ClassDef, index in its instances)
         self.classes: list = []
@@ -147,7 +148,18 @@ class Generator:
         self.classes = [ClassDef("", insts[0].block, insts) for insts in self.groups.values()]
         self._write_all()
         self._merge_variants()
-        return self._module_source()
+        self.source = self._module_source()
+        return self.source
+
+    def labels(self) -> dict:
+        """id(instance) -> the name of its class, with the optional layers it has:
+        `Bottleneck + downsample`."""
+        out = {}
+        for cls in self.classes:
+            for inst in cls.instances:
+                extra = [l.name for l in inst.layers if cls.optional and l.name in cls.optional.layers]
+                out[id(inst)] = " + ".join([cls.name] + extra)
+        return out
 
     def _write_all(self):
         """Name and write every class; children come before parents, so parents see their final form."""
@@ -842,16 +854,25 @@ class _Attrs:
 
 
 def generate(models: list) -> str:
-    """Source for `models`. A root class takes a spec parameter only where the code it generates does
-    not depend on the parameter's value: each is checked by elaborating the model again with the
-    value changed. Others (ones that change the structure) stay literals."""
-    frozen = {id(m.root): set() for m in models}
-    for m in models:
-        frozen[id(m.root)] = _unsafe_root_symbols(m)
-    return Generator(models, frozen).generate()
+    """Source for `models`: see `emit`."""
+    return emit(models).source
 
 
-def _unsafe_root_symbols(model: Model) -> set:
+def emit(models: list) -> Generator:
+    """The generator that wrote `models`, its source in `.source`. A root class takes a spec parameter
+    only where the code it generates does not depend on the parameter's value: each is checked by
+    elaborating the model again with the value changed. Others (ones that change the structure)
+    stay literals."""
+    settled = [_settled(m) for m in models]
+    if len(models) == 1:
+        return settled[0]
+    gen = Generator(models, {k: v for g in settled for k, v in g.frozen.items()})
+    gen.generate()
+    return gen
+
+
+def _settled(model: Model) -> Generator:
+    """The generator of `model` alone, once no root parameter it keeps fails to generalise."""
     frozen: set = set()
     while True:
         gen = Generator([model], {id(model.root): frozen})
@@ -859,8 +880,8 @@ def _unsafe_root_symbols(model: Model) -> set:
         cls, _ = gen.class_of[id(model.root)]
         unsafe = {p.symbol for p in cls.params if not _generalises(model, cls, p, source, frozen)}
         if not unsafe:
-            return frozen
-        frozen |= unsafe
+            return gen
+        frozen = frozen | unsafe
 
 
 def _perturbed(value):
@@ -901,13 +922,8 @@ def _without_factories(source: str) -> str:
 
 
 def class_names(models: list) -> dict:
-    """id(instance) -> the name of its generated class, with the optional layers it has:
-    `Bottleneck + downsample`."""
+    """id(instance) -> its class's label (see Generator.labels), without settling root parameters,
+    which do not change the classes."""
     gen = Generator(models)
     gen.generate()
-    out = {}
-    for cls in gen.classes:
-        for inst in cls.instances:
-            extra = [l.name for l in inst.layers if cls.optional and l.name in cls.optional.layers]
-            out[id(inst)] = " + ".join([cls.name] + extra)
-    return out
+    return gen.labels()
