@@ -489,12 +489,15 @@ def test_duplicate_layer_notes_the_first_declaration():
     assert "<string>:2:19: note: declared here" in str(err)
 
 
+WIDTH_NET = spec("block Net(width = 8) {",
+                 "    x = x | conv: conv2d(width, 3)",
+                 "    return x",
+                 "}",
+                 MODEL)
+
+
 def test_unknown_override_is_reported_at_the_model():
-    text = spec("block Net(width = 8) {",
-                "    x = x | conv: conv2d(width, 3)",
-                "    return x",
-                "}",
-                MODEL)
+    text = WIDTH_NET
     with pytest.raises(SpecError) as info:
         archsmith.compile(text, widht=16)
     err = info.value
@@ -504,11 +507,7 @@ def test_unknown_override_is_reported_at_the_model():
 
 
 def test_bad_override_type_is_reported_at_the_primitive():
-    text = spec("block Net(width = 8) {",
-                "    x = x | conv: conv2d(width, 3)",
-                "    return x",
-                "}",
-                MODEL)
+    text = WIDTH_NET
     with pytest.raises(SpecError) as info:
         archsmith.compile(text, width="wide")
     err = info.value
