@@ -35,7 +35,8 @@ class Loader:
                 text = f.read()
         except OSError as e:
             raise SpecError(f"cannot read {path}: {e.strerror}") from None
-        return self._load(text, path, display=os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path)
+        relative = os.path.relpath(path)
+        return self._load(text, path, display=path if relative.startswith("..") else relative)
 
     def load_text(self, text: str, path: str = "<string>") -> ast.SourceFile:
         return self._load(text, os.path.abspath(path) if path != "<string>" else path, display=path)

@@ -45,12 +45,13 @@ def check_inplace(graph: nx.DiGraph) -> None:
         (source,) = data["inputs"]
         later = [m for m in graph.successors(source[0]) if m > n and source in graph.nodes[m]["inputs"]]
         if later:
-            m = min(later)
-            where = graph.nodes[m]["span"]
-            what = "the model's output" if graph.nodes[m]["op"] == "output" else f"line {where.line}"
+            reader = graph.nodes[min(later)]
+            if reader["op"] == "output":
+                what, notes = "the model's output", ()
+            else:
+                what, notes = f"line {reader['span'].line}", [("read again here", reader["span"])]
             raise SpecError(f"in-place {data['op']} overwrites a tensor that {what} reads afterwards",
-                            data["span"], hint="drop `inplace=true` here",
-                            notes=[("read again here", where)] if graph.nodes[m]["op"] != "output" else ())
+                            data["span"], hint="drop `inplace=true` here", notes=notes)
 
 
 def output_shape(graph, node, index):

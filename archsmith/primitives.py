@@ -79,9 +79,6 @@ def _spatial(attrs, shape, op, dilation=True, ceil=False):
     for v, what in ((k, "kernel_size"), (s, "stride")):
         if min(v) < 1:
             raise ShapeError(f"{op} {what} must be at least 1, got {v[0] if v[0] == v[1] else list(v)}")
-    if op != "conv2d":  # torch's pooling rule: padding at most half the window
-        if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-            raise ShapeError(f"{op} padding {max(p)} is more than half the window {max(k)}")
     h = _window_out(shape[1], k[0], s[0], p[0], d[0], cm, "height", op)
     w = _window_out(shape[2], k[1], s[1], p[1], d[1], cm, "width", op)
     return h, w
@@ -123,6 +120,9 @@ def _bn_shape(dims, op):
 
 def _pool_shape(op, dilation):
     def rule(a, shapes):
+        k, p = pair(a["kernel_size"]), pair(a["padding"])
+        if p[0] > k[0] // 2 or p[1] > k[1] // 2:  # torch's rule for pooling
+            raise ShapeError(f"{op} padding {max(p)} is more than half the window {max(k)}")
         return (shapes[0][0],) + _spatial(a, shapes[0], op, dilation=dilation, ceil=True)
     return rule
 
