@@ -575,10 +575,12 @@ def test_root_class_constructor_parameters(spec, model, cls, kwargs):
 
 
 def test_root_class_leaves_out_parameters_the_structure_depends_on():
-    """`growth` sets the input width of every later layer (a concat): the root class keeps it literal."""
+    """`n` is a loop over tensors outside a seq: the class is unrolled for n=3 and does not take it;
+    `growth` sets the input width of every later layer, which the class writes as an expression."""
     import inspect
     ns = {}
     exec(compile(archsmith.compile(DENSE, "dense"), "<generated>", "exec"), ns)
-    assert "growth" not in inspect.signature(ns["DenseBlock"]).parameters
-    wider = archsmith.build(DENSE, "dense", growth=6)
-    assert wider.layer2.conv.in_channels == 8 + 6
+    assert list(inspect.signature(ns["DenseBlock"]).parameters) == ["in_channels", "growth"]
+    wider = ns["DenseBlock"](growth=6)
+    assert wider.layer3.conv.in_channels == 8 + 6 + 6
+    assert archsmith.build(DENSE, "dense", growth=6).layer3.conv.in_channels == 8 + 6 + 6

@@ -182,6 +182,7 @@ def test_the_input_shape_can_be_replaced():
     assert model.conv1.in_channels == 1
     assert model(torch.randn(2, 1, 64, 64)).shape == (2, 10)
     source = archsmith.compile("vgg11", input_shape=[3, 32, 32])
-    assert "def __init__(self, in_channels: int = 3, num_classes: int = 1000, dropout: float = 0.5)" in source
+    assert "def __init__(self, cfg: list, in_channels: int = 3, batch_norm: bool = False, num_classes: int = 1000, " \
+           "dropout: float = 0.5)" in source
     with pytest.raises(archsmith.SpecError, match="must be a list of positive ints"):
         archsmith.compile("vgg11", input_shape=[3, 0, 32])

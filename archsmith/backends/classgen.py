@@ -1,0 +1,1357 @@
+"""Class generation by translation: a block definition's syntax tree, written as one `nn.Module` class.
+
+The translator walks the block's body once, as the elaborator does, but over `values`: a parameter
+of the class is a `Dyn` (its Python name), a literal is a `Const`, and every expression is translated
+to Python over them, folding what is constant. `__init__` and `forward` are written in step: scalar
+statements and layer declarations go to `__init__`, tensor statements to `forward`. A loop or `if`
+whose condition is known when the class is written is unrolled or taken; otherwise it becomes the
+Python `for` or `if`, with the channel counts that change in it held in variables (as torchvision's
+`make_layers` keeps `in_channels`).
+
+What cannot be written over the parameters raises `Untranslatable` with the symbols it depends on,
+and the generator makes those parameters literals of the class (see `pytorch.Generator`). In inline
+mode nothing is written: the translator only works out a child block's output shape in the caller's
+values."""
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .. import ast
+from ..queries import names_in
+from ..elaborate import BUILTINS, RESERVED_LAYER_NAMES, BlockRef
+from ..primitives import PRIMITIVES, REQUIRED, Primitive, ShapeError, _spatial, pair
+from .values import (ATOM, IN, PREC, SPATIAL, Const, Dyn, Missing, SList, TVal, Untranslatable, binop, boolop,
+                     call, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)
+
+# Names the generated module defines or imports; no spec name may take them.
+MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
+                "Optional"}
+RESERVED = set(keyword.kwlist) | set(dir(builtins)) | MODULE_NAMES
+LOCAL = "@local"  # dependency on a variable of the function being written (a loop variable, say)
+
+
+class Namespace:
+    """Hands out legal, unique Python names (after torch.fx's _Namespace)."""
+
+    def __init__(self, taken=(), reserved=RESERVED):
+        self.used = set(taken)
+        self.reserved = reserved
+
+    def create(self, wanted: str) -> str:
+        base = "".join(c if c.isalnum() or c == "_" else "_" for c in wanted) or "v"
+        if base[0].isdigit():
+            base = "_" + base
+        name, i = base, 1
+        while name in self.used or name in self.reserved:
+            i += 1
+            name = f"{base}_{i}"
+        self.used.add(name)
+        return name
+
+
+@dataclass
+class Maybe:
+    """A line that assigns `name`: kept only where something else reads `name`."""
+    name: str
+    line: str
+
+
+@dataclass
+class TTuple:
+    """The tuple of tensors a split or chunk returns."""
+    shapes: list
+    fwd: str
+
+
+@dataclass
+class Signature:
+    """One constructor parameter of a generated class."""
+    spec: str  # the spec's name; "" for the input channels
+    name: str
+    hint: str = ""
+    default: Optional[str] = None  # source of the default; None: required
+
+
+@dataclass
+class ClassSource:
+    params: list = field(default_factory=list)  # Signature, in order
+    init: list = field(default_factory=list)  # lines of __init__ after super().__init__()
+    forward: list = field(default_factory=list)
+    takes_input: bool = True
+    out_shape: tuple = ()
+    uses: set = field(default_factory=set)  # module-level helpers used: "math", "drop_path", "OrderedDict"
+
+
+class _Seq:
+    """The children of one `seq` being built: a literal `nn.Sequential(...)` while every child is known,
+    a list built by Python (`layers.append(...)`) once a loop or condition is not."""
+
+    def __init__(self, tr: "Translator", wanted: str = "layers"):
+        self.tr, self.wanted = tr, wanted
+        self.items = []  # (name source or None, module source), while static
+        self.var = None  # the Python list (or Sequential) once dynamic
+        self.named = False
+
+    def add(self, name, module: str):
+        if name is not None:
+            self.named = True
+        if self.var is None:
+            self.items.append((name, module))
+        else:
+            self.tr.emit_init(_Add(self, name, module))
+
+    def go_dynamic(self):
+        if self.var is not None or self.tr.inline:
+            return
+        self.var = self.tr.ns.create(self.wanted)
+        self.start = len(self.tr.init)
+        items, self.items = self.items, []
+        for name, module in items:
+            self.tr.emit_init(_Add(self, name, module))
+
+    def finish(self, indent: int) -> str:
+        """The module's source; a dynamic seq also writes its list's first line."""
+        if self.var is None:
+            return self.tr.sequential(self.items, indent)
+        pad = "    " * self.tr.ii
+        head = f"{pad}{self.var} = nn.Sequential()" if self.named else f"{pad}{self.var} = []"
+        self.tr.init.insert(self.start, head)
+        return self.var if self.named else f"nn.Sequential(*{self.var})"
+
+
+@dataclass
+class _Add:
+    seq: _Seq
+    name: Optional[str]
+    module: str
+    pad: str = ""
+
+    def render(self) -> str:
+        if self.seq.named:
+            name = self.name if self.name is not None else f"str(len({self.seq.var}))"
+            return f"{self.pad}{self.seq.var}.add_module({name}, {self.module})"
+        return f"{self.pad}{self.seq.var}.append({self.module})"
+
+
+class Translator:
+    """Writes one class (or, inline, works out one output shape) from a block definition."""
+
+    def __init__(self, gen, block: ast.BlockDef, fixed: dict, in_rank: int, inline: bool = False,
+                 bindings: dict = None, in_shape: tuple = None, instances: list = ()):
+        """`instances`: the elaborated instances the class is written for (for type hints and the
+        names its layers take)."""
+        self.gen, self.block, self.fixed, self.inline = gen, block, fixed, inline
+        self.instances = instances
+        self.file = block.file
+        self.env: dict = {}
+        self.init: list = []
+        self.fwd: list = []
+        self.ii = self.fi = 0  # indentation of the next init / forward line
+        self.layers: dict = {}  # declared layer name -> (prim, attrs) for a primitive, else (None, None)
+        self.ns = Namespace()
+        self.fns = Namespace({"x"})
+        self.pynames: dict = {}  # spec name -> Python name in __init__
+        self.fnames: dict = {"x": "x"}  # spec name -> Python name in forward
+        self.attr_ns = Namespace({l.name for i in instances for l in i.layers},
+                                 reserved=RESERVED | RESERVED_LAYER_NAMES)
+        self.stored: dict = {}
+        self.shadows: set = set()  # variables that hold a dimension changed by a loop
+        self.out_shape = None
+        self.result = ClassSource()
+        self.in_rank = in_rank
+        if inline:
+            self.env.update(bindings)
+            self.env["x"] = TVal(tuple(in_shape), "x")
+        else:
+            self._bind_parameters()
+
+    # ------------------------------------------------------------------ emission
+
+    def emit_init(self, line):
+        if self.inline:
+            return
+        if isinstance(line, _Add):
+            line.pad = "    " * self.ii
+        elif isinstance(line, Maybe):
+            line = Maybe(line.name, "    " * self.ii + line.line)
+        else:
+            line = "    " * self.ii + line
+        self.init.append(line)
+
+    def emit_fwd(self, line):
+        if self.inline:
+            return
+        if isinstance(line, Maybe):
+            line = Maybe(line.name, "    " * self.fi + line.line)
+        else:
+            line = "    " * self.fi + line
+        self.fwd.append(line)
+
+    @contextmanager
+    def capture(self):
+        """Lines written inside go to new buffers one level deeper, returned as (init, forward)."""
+        saved = self.init, self.fwd
+        self.init, self.fwd = [], []
+        self.ii += 1
+        self.fi += 1
+        out = ([], [])
+        try:
+            yield out
+        finally:
+            out[0].extend(self.init)
+            out[1].extend(self.fwd)
+            self.init, self.fwd = saved
+            self.ii -= 1
+            self.fi -= 1
+
+    def pyname(self, spec_name: str) -> str:
+        if spec_name not in self.pynames:
+            self.pynames[spec_name] = self.ns.create(spec_name)
+        return self.pynames[spec_name]
+
+    def fname(self, spec_name: str) -> str:
+        if spec_name not in self.fnames:
+            self.fnames[spec_name] = self.fns.create(spec_name)
+        return self.fnames[spec_name]
+
+    # ------------------------------------------------------------------ parameters
+
+    def _bind_parameters(self):
+        block, result = self.block, self.result
+        for p in block.params:
+            if p.name in self.fixed:
+                continue
+            self.pynames[p.name] = self.ns.create(p.name)
+        in_name = self.ns.create("in_channels")
+        if IN in self.fixed:
+            channels = Const(self.fixed[IN])
+        else:
+            channels = Dyn(in_name, deps=frozenset({IN}))
+        if SPATIAL in self.fixed:
+            rest = tuple(Const(d) for d in self.fixed[SPATIAL])
+        else:
+            rest = tuple(Missing(frozenset({SPATIAL})) for _ in range(self.in_rank - 1))
+        self.env["x"] = TVal((channels,) + rest, "x")
+        required, optional, resolve = [], [], []
+        for p in block.params:
+            if p.name in self.fixed:
+                self.env[p.name] = Const(self.fixed[p.name])
+                continue
+            name = self.pynames[p.name]
+            sig = Signature(p.name, name, _hint([i.params.get(p.name) for i in self.instances]))
+            if p.default is not None:
+                default = fold(self.eval(p.default))
+                if isinstance(default, Const) and not isinstance(default.value, BlockRef):
+                    sig.default = literal(default.value)
+                else:
+                    sig.default = "None"
+                    if sig.hint:
+                        sig.hint = f"Optional[{sig.hint}]"
+                        self.result.uses.add("Optional")
+                    resolve.append(f"if {name} is None:")
+                    resolve.append(f"    {name} = {src(default)}")
+            (optional if sig.default is not None else required).append(sig)
+            self.env[p.name] = Dyn(name, deps=frozenset({p.name}))
+        result.params = ([Signature("", in_name, "int")] if IN not in self.fixed else []) + required + optional
+        for line in resolve:
+            self.emit_init(line)
+
+    # ------------------------------------------------------------------ the class
+
+    def translate(self) -> ClassSource:
+        self.stmts(self.block.body)
+        result = self.result
+        result.init = render(self.init)
+        result.forward = render(self.fwd)
+        in_param = [s for s in result.params if s.spec == ""]
+        result.takes_input = bool(in_param) and any(_reads(l, in_param[0].name) for l in result.init)
+        if in_param and not result.takes_input:
+            result.params = [s for s in result.params if s.spec != ""]
+        result.out_shape = self.out_shape
+        return result
+
+    def output_shape(self) -> tuple:
+        """Inline mode: the shape the block returns, in the caller's values."""
+        self.stmts(self.block.body)
+        return self.out_shape
+
+    # ------------------------------------------------------------------ statements of a block body
+
+    def stmts(self, body) -> bool:
+        """Translate statements; True where every path returned."""
+        for s in body:
+            if isinstance(s, ast.Assign):
+                self.assign(s.target, s.value)
+            elif isinstance(s, ast.Return):
+                self.do_return(s.value)
+                return True
+            elif isinstance(s, ast.If):
+                if self.if_stmt(s, self.stmts):
+                    return True
+            elif isinstance(s, ast.For):
+                it = fold(self.eval(s.iterable))
+                items = self.items_of(it)
+                if items is None:
+                    raise Untranslatable(deps(it), "a loop over tensors outside a `seq` runs a count fixed "
+                                                   "when the class is written")
+                for v in items:
+                    self.env[s.var] = v
+                    if self.stmts(s.body):
+                        return True
+        return False
+
+    def items_of(self, v):
+        v = fold(v)
+        if isinstance(v, Const) and isinstance(v.value, list):
+            return [Const(i) for i in v.value]
+        if isinstance(v, SList):
+            return list(v.items)
+        return None
+
+    def assign(self, target: str, expr):
+        core, stages = _chain(expr, self)
+        if stages and not any(target in _stage_names(stage) for stage in stages):
+            value = self.eval(core)
+            if isinstance(value, TVal):
+                name = self.fwd_target(target)
+                if value.fwd != name and not isinstance(core, ast.Name):
+                    self.emit_fwd(f"{name} = {value.fwd}")
+                    value = TVal(value.shape, name)
+                for stage in stages:
+                    value = self.apply_stage(stage, value)
+                    self.emit_fwd(f"{name} = {value.fwd}")
+                    value = TVal(value.shape, name)
+                self.env[target] = value
+                return
+        value = self.eval(expr)
+        if isinstance(value, TVal):
+            name = self.fwd_target(target)
+            if value.fwd != name:
+                line = f"{name} = {value.fwd}"
+                self.emit_fwd(Maybe(name, line) if isinstance(expr, ast.Name) else line)
+            self.env[target] = TVal(value.shape, name)
+        elif isinstance(value, TTuple):
+            name = self.fwd_target(target)
+            self.emit_fwd(f"{name} = {value.fwd}")
+            self.env[target] = SList([TVal(s, f"{name}[{i}]") for i, s in enumerate(value.shapes)])
+        elif isinstance(value, Dyn) and not self.inline:
+            name = self.pyname(target)
+            if value.src != name:
+                self.emit_init(Maybe(name, f"{name} = {value.src}"))
+            self.env[target] = Dyn(name, ATOM, value.deps, value.boolean)
+        else:
+            self.env[target] = value
+
+    def fwd_target(self, var: str) -> str:
+        """The forward name for `var`, unless it holds a value still needed under another spec name."""
+        name = self.fname(var)
+        live = set()
+        for k, v in self.env.items():
+            if k != var:
+                live |= _fwd_names(v)
+        n = 1
+        base = name
+        while name in live:
+            n += 1
+            name = self.fns.create(f"{base}_{n}")
+        return name
+
+    def do_return(self, expr):
+        leftmost = _leftmost_name(expr)
+        if not isinstance(self.env.get(leftmost), TVal):
+            leftmost = "out"
+        self.assign(leftmost, expr)
+        value = self.env[leftmost]
+        if not isinstance(value, TVal):
+            raise Untranslatable(deps(value), "a block returns a tensor")
+        self.emit_fwd(f"return {value.fwd}")
+        if self.out_shape is not None and not all(same(a, b) for a, b in zip(self.out_shape, value.shape)):
+            raise Untranslatable(deps(value) | frozenset().union(*[deps(d) for d in self.out_shape]),
+                                 "returns of different shapes")
+        self.out_shape = value.shape
+
+    # ------------------------------------------------------------------ conditionals
+
+    def if_stmt(self, s: ast.If, run, cur=None, seq=None):
+        """An `if` in a block body (run=stmts) or a seq (run=seq_body, threading `cur`). Returns
+        whether every path returned (body), or the tensor flowing on (seq)."""
+        clauses = []
+        for cond, body in s.branches:
+            c = _condition(self.eval(cond))
+            if isinstance(c, Const):
+                if c.value:
+                    clauses.append((None, body))
+                    break
+                continue
+            clauses.append((c, body))
+        else:
+            clauses.append((None, s.orelse or []))
+        if clauses[0][0] is None:  # known when the class is written
+            return run(clauses[0][1]) if seq is None else run(clauses[0][1], cur, seq)
+        if seq is not None:
+            seq.go_dynamic()
+        return self._branches(clauses, run, cur, seq)
+
+    def _branches(self, clauses, run, cur, seq):
+        before_env, before_layers = dict(self.env), dict(self.layers)
+        done = []  # (cond, init, fwd, env, result, layers it declared)
+        declared = dict(before_layers)
+        for cond, body in clauses:
+            self.env, self.layers = dict(before_env), dict(before_layers)
+            with self.capture() as (init, fwd):
+                result = run(body) if seq is None else run(body, cur, seq)
+            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers)])
+            declared.update(self.layers)
+        self.env, self.layers = dict(before_env), declared
+        live = [d for d in done if seq is not None or not d[4]]
+        conds = [d[0] for d in done]
+        # values that differ between the branches are Python variables after the `if`
+        for key in sorted(set().union(*[set(d[3]) for d in live])) if live else []:
+            values = [d[3].get(key) for d in live]
+            if any(v is None for v in values):
+                continue
+            if all(same(values[0], v) for v in values[1:]):
+                self.env[key] = values[0]
+                continue
+            self.env[key] = self._merge(key, values, live, conds)
+        if seq is not None:
+            shapes = [d[4].shape for d in done]
+            cur = TVal(tuple(self._merge_dim(f"{_DIM_NAMES.get(i, f'dim{i}')}", [s[i] for s in shapes], done, conds)
+                             for i in range(len(shapes[0]))), "")
+        # layers only some branches declare are None in the others
+        for name in sorted(set().union(*[d[5] for d in done]) - set(before_layers), key=list(self.layers).index):
+            for d in done:
+                if name not in d[5]:
+                    d[1].append("    " * (self.ii + 1) + f"self.{name} = None")
+        self._write_chain(done, before_layers)
+        if seq is not None:
+            return cur
+        return bool(done) and all(d[4] for d in done) and done[-1][0] is None
+
+    def _merge(self, key, values, live, conds):
+        if all(isinstance(v, TVal) for v in values):
+            name = self.fname(key)
+            for d, v in zip(live, values):
+                if v.fwd != name:
+                    d[2].append("    " * (self.fi + 1) + f"{name} = {v.fwd}")
+            shape = tuple(self._merge_dim(f"{key}_{_DIM_NAMES.get(i, f'dim{i}')}", [v.shape[i] for v in values],
+                                          live, conds) for i in range(len(values[0].shape)))
+            return TVal(shape, name)
+        if any(isinstance(v, (TVal, SList, TTuple)) for v in values):
+            raise Untranslatable(frozenset().union(*[deps(c) for c in conds if c is not None]),
+                                 "tensors that differ between the branches of an `if`")
+        return self._merge_dim(key, values, live, conds)
+
+    def _merge_dim(self, wanted, values, branches, conds):
+        """One value after an `if` whose branches give `values`: a ternary inline, a variable in a class."""
+        if all(same(values[0], v) for v in values[1:]):
+            return values[0]
+        cond_deps = frozenset().union(*[deps(c) for c in conds if c is not None])
+        if any(isinstance(v, Missing) for v in values):
+            return Missing(cond_deps | frozenset().union(*[deps(v) for v in values]))
+        if self.inline:
+            out = values[-1]
+            for c, v in reversed(list(zip(conds[:len(values) - 1], values[:-1]))):
+                out = ternary(c, v, out)
+            return out
+        referenced = set()
+        for k, v in self.env.items():
+            if k != wanted:
+                referenced |= _dyn_names(v)
+        reusable = [v.src for v in values if isinstance(v, Dyn) and v.src in self.shadows and v.src not in referenced]
+        name = reusable[0] if reusable else self.ns.create(wanted)
+        for d, v in zip(branches, values):
+            if not (isinstance(v, Dyn) and v.src == name):
+                d[1].append(Maybe(name, "    " * (self.ii + 1) + f"{name} = {src(v)}"))
+        return Dyn(name, deps=cond_deps | frozenset().union(*[deps(v) for v in values]))
+
+    def _write_chain(self, done, before_layers):
+        pad_i, pad_f = "    " * self.ii, "    " * self.fi
+        for i, d in enumerate(done):
+            cond = d[0]
+            head = "if" if i == 0 else ("elif" if cond is not None else "else")
+            self.init.append(f"{pad_i}{head} {src(cond)}:" if cond is not None else f"{pad_i}else:")
+            self.init.extend(d[1] or [f"{pad_i}    pass"])
+        if self.inline or not any(_has_content(d[2]) for d in done):
+            return
+        tests = []
+        for d in done:
+            if d[0] is None:
+                tests.append(None)
+                continue
+            own = [n for n in d[5] if all(n not in o[5] for o in done if o is not d)]
+            if own:
+                tests.append(f"self.{sorted(own, key=list(self.layers).index)[0]} is not None")
+            else:
+                attr = self.store(d[0], "use_branch")
+                tests.append(attr)
+        for i, (d, test) in enumerate(zip(done, tests)):
+            head = "if" if i == 0 else ("elif" if test is not None else "else")
+            self.fwd.append(f"{pad_f}{head} {test}:" if test is not None else f"{pad_f}else:")
+            self.fwd.extend(d[2] or [f"{pad_f}    pass"])
+
+    # ------------------------------------------------------------------ values for forward
+
+    def store(self, v, hint: str) -> str:
+        """`self.<attr>`: a value known at construction, kept on the module for forward."""
+        v = fold(v)
+        if isinstance(v, Const):
+            return literal(v.value)
+        source = src(v)
+        key = (source, id(self.init))
+        if key not in self.stored:
+            wanted = source if source.isidentifier() else hint
+            attr = self.stored.get(source) or self.attr_ns.create(wanted)
+            self.stored[source] = attr
+            self.stored[key] = attr
+            self.emit_init(f"self.{attr} = {source}")
+        return f"self.{self.stored[key]}"
+
+    def fsrc(self, v, hint: str) -> str:
+        """Forward source of a value known at construction."""
+        v = fold(v)
+        if isinstance(v, SList):
+            return "[" + ", ".join(self.fsrc(i, hint) for i in v.items) + "]"
+        return self.store(v, hint)
+
+    # ------------------------------------------------------------------ expressions
+
+    def eval(self, e):
+        return getattr(self, "_e_" + type(e).__name__)(e)
+
+    def _e_Literal(self, e):
+        return Const(e.value)
+
+    def _e_Name(self, e):
+        return self.lookup(e.id)
+
+    def lookup(self, name):
+        if name in self.env:
+            return self.env[name]
+        if name in self.file.scope:
+            defn = self.file.scope[name]
+            if isinstance(defn, ast.Assign):
+                return Const(self.gen.constant(defn))
+            return Const(BlockRef(defn))
+        if name in PRIMITIVES:
+            return Const(BlockRef(PRIMITIVES[name]))
+        raise Untranslatable((), f"unknown name {name}")
+
+    def _e_ListExpr(self, e):
+        return fold(SList([self.eval(i) for i in e.items]))
+
+    def _e_ListComp(self, e):
+        it = fold(self.eval(e.iterable))
+        saved = self.env.get(e.var, _MISSING)
+        try:
+            items = self.items_of(it)
+            if items is not None:
+                out = []
+                for v in items:
+                    self.env[e.var] = v
+                    out.append(self.eval(e.item))
+                return fold(SList(out))
+            var = self.ns.create(e.var) if not self.inline else e.var
+            self.env[e.var] = Dyn(var, deps=deps(it) | {LOCAL})
+            item = self.eval(e.item)
+            if isinstance(item, (TVal, TTuple)):
+                raise Untranslatable(deps(it), "a list of tensors of a length fixed when the class is written")
+            return Dyn(f"[{src(item)} for {var} in {src(it)}]", ATOM, (deps(item) | deps(it)) - {LOCAL})
+        finally:
+            if saved is _MISSING:
+                self.env.pop(e.var, None)
+            else:
+                self.env[e.var] = saved
+
+    def _e_BinOp(self, e):
+        a, b = self.eval(e.left), self.eval(e.right)
+        if isinstance(a, TVal) or isinstance(b, TVal):
+            return self.functional(PRIMITIVES["add" if e.op == "+" else "mul"], [a, b], {})
+        return binop(e.op, a, b)
+
+    def _e_UnaryOp(self, e):
+        v = self.eval(e.operand)
+        return not_(truth(v)) if e.op == "not" else neg(v)
+
+    def _e_BoolOp(self, e):
+        left = truth(self.eval(e.left))
+        if isinstance(left, Const) and left.value == (e.op == "or"):
+            return left
+        return boolop(e.op, left, self.eval(e.right))
+
+    def _e_Ternary(self, e):
+        cond = _condition(self.eval(e.cond))
+        if isinstance(cond, Const):
+            return self.eval(e.then if cond.value else e.orelse)
+        then, orelse = self.eval(e.then), self.eval(e.orelse)
+        if isinstance(then, (TVal, TTuple)) or isinstance(orelse, (TVal, TTuple)):
+            raise Untranslatable(deps(cond), "a choice between tensors")
+        return ternary(cond, then, orelse)
+
+    def _e_Index(self, e):
+        target, index = fold(self.eval(e.target)), fold(self.eval(e.index))
+        if isinstance(target, TTuple):
+            target = SList([TVal(s, f"{target.fwd}[{i}]") for i, s in enumerate(target.shapes)])
+        if isinstance(index, Const):
+            if isinstance(target, Const):
+                return Const(target.value[index.value])
+            if isinstance(target, SList):
+                return target.items[index.value]
+        if isinstance(target, SList) and any(isinstance(i, TVal) for i in target.items):
+            raise Untranslatable(deps(index), "a tensor chosen by an index known only at construction")
+        (t, tp), (i, _) = src_prec(target), src_prec(index)
+        return Dyn(f"{wrap(t, tp, ATOM)}[{i}]", ATOM, deps(target) | deps(index))
+
+    def _e_Slice(self, e):
+        target = fold(self.eval(e.target))
+        bounds = [None if b is None else fold(self.eval(b)) for b in (e.start, e.stop)]
+        if all(b is None or isinstance(b, Const) for b in bounds):
+            lo, hi = [None if b is None else b.value for b in bounds]
+            if isinstance(target, Const):
+                return Const(target.value[lo:hi])
+            if isinstance(target, SList):
+                return fold(SList(target.items[lo:hi]))
+        if isinstance(target, SList) and any(isinstance(i, TVal) for i in target.items):
+            raise Untranslatable(frozenset().union(*[deps(b) for b in bounds if b is not None]),
+                                 "a slice of tensors known only at construction")
+        t, tp = src_prec(target)
+        lo, hi = ["" if b is None else src(b) for b in bounds]
+        all_deps = deps(target).union(*[deps(b) for b in bounds if b is not None])
+        return Dyn(f"{wrap(t, tp, ATOM)}[{lo}:{hi}]", ATOM, all_deps)
+
+    def _e_Attr(self, e):
+        target = self.eval(e.target)
+        if not isinstance(target, TVal):
+            raise Untranslatable(deps(target), "an attribute of a value that is not a tensor")
+        if e.name == "shape":
+            return fold(SList(list(target.shape)))
+        index = {"channels": 0, "height": 1, "width": 2}[e.name]
+        return target.shape[index]
+
+    def _e_Pipe(self, e):
+        source = self.eval(e.source)
+        return self.apply_item(e.layer, source)
+
+    def _e_Call(self, e):
+        name = e.func
+        if name in self.layers and name not in self.env:
+            (arg,) = [self.eval(a.value) for a in e.args]
+            return self.reapply(name, arg)
+        if name in BUILTINS:
+            return self.builtin(name, [fold(self.eval(a.value)) for a in e.args])
+        return self.call_primitive(PRIMITIVES[name], e)
+
+    def builtin(self, name, args):
+        if all(isinstance(a, Const) for a in args):
+            try:
+                return Const(BUILTINS[name].fn(*[a.value for a in args]))
+            except Exception:  # noqa: BLE001 - as in binop: raised by Python where it runs
+                pass
+        if name == "len" and isinstance(args[0], SList):
+            return Const(len(args[0].items))
+        if name == "str":
+            raise Untranslatable(deps(args[0]), "`str` of a value known only at construction")
+        if name in ("ceil", "floor", "sqrt"):
+            self.result.uses.add("math")
+            return call(f"math.{name}", args)
+        return call(name, args)
+
+    # ------------------------------------------------------------------ tensors
+
+    def functional(self, prim: Primitive, tensors: list, attrs: dict):
+        """A primitive applied in forward without a module."""
+        tensors = [self.as_tensor(t) for t in tensors]
+        shape = sym_shape(prim, attrs, [t.shape for t in tensors])
+        if prim.name in ("add", "mul"):
+            prec = PREC["+"] if prim.name == "add" else PREC["*"]
+            op = " + " if prim.name == "add" else " * "
+            parts = [wrap(tensors[0].fwd, tensors[0].prec, prec)] + [wrap(t.fwd, t.prec, prec + 1) for t in tensors[1:]]
+            return TVal(shape, op.join(parts), prec)
+        if prim.name == "drop_path":
+            self.result.uses.add("drop_path")
+        sources = [wrap(t.fwd, t.prec, ATOM) if prim.name in ("mean", "slice") else t.fwd for t in tensors]
+        source = prim.functional(_Args(self, prim, attrs, forward=True), sources)
+        if prim.inputs == "list":
+            return TTuple(shape, source)
+        return TVal(shape, source)
+
+    def as_tensor(self, v):
+        if isinstance(v, TVal):
+            return v
+        raise Untranslatable(deps(v), "a tensor expected")
+
+    def call_primitive(self, prim: Primitive, e: ast.Call):
+        tensors, rest = [], []
+        for a in e.args:
+            v = self.eval(a.value)
+            if isinstance(v, TTuple):
+                v = SList([TVal(s, f"{v.fwd}[{i}]") for i, s in enumerate(v.shapes)])
+            is_tensors = isinstance(v, TVal) or (isinstance(v, SList) and v.items
+                                                 and all(isinstance(t, TVal) for t in v.items))
+            if a.name is None and is_tensors and not rest:
+                tensors.extend(v.items if isinstance(v, SList) else [v])
+            else:
+                rest.append((a.name, v))
+        attrs = bind_primitive(prim, rest)
+        return self.functional(prim, tensors, attrs)
+
+    def reapply(self, name: str, x):
+        prim, attrs = self.layers[name]
+        x = self.as_tensor(x)
+        attrs = with_inferred(prim, attrs, x.shape)
+        return TVal(sym_shape(prim, attrs, [x.shape]), f"self.{name}({x.fwd})")
+
+    def apply_stage(self, stage, x: TVal) -> TVal:
+        kind, node = stage
+        if kind == "pipe":
+            return self.apply_item(node, x)
+        if node.func in self.layers and node.func not in self.env:
+            return self.reapply(node.func, x)
+        prim = PRIMITIVES[node.func]
+        rest = [(a.name, self.eval(a.value)) for a in node.args[1:]]
+        return self.functional(prim, [x], bind_primitive(prim, rest))
+
+    def apply_item(self, item: ast.LayerItem, x, seq: Optional[_Seq] = None, def_name=None):
+        """`name: target` applied to x in a block body, or added to `seq` (then only the shape flows)."""
+        x = self.as_tensor(x)
+        name = self.layer_name(item.name, seq) if item.name else def_name
+        target = item.target
+        if isinstance(target, ast.Name):
+            if seq is None and target.id in self.layers and name is None and target.id not in self.env:
+                return self.reapply(target.id, x)
+            target = ast.Call(target.id, [], target.span, target.span)
+        if isinstance(target, ast.Seq):
+            return self.apply_seq(target, name, x, seq)
+        return self.apply_call(target, name, x, seq)
+
+    def layer_name(self, ln: ast.LayerName, seq):
+        if ln.suffix is None:
+            return ln.base
+        v = fold(self.eval(ln.suffix))
+        if isinstance(v, Const):
+            return ln.base + str(v.value)
+        if seq is None:
+            raise Untranslatable(deps(v), "a layer name known only at construction, outside a `seq`")
+        return Dyn(f'f"{ln.base}{{{src(v)}}}"', ATOM, deps(v))
+
+    def apply_call(self, c: ast.Call, name, x: TVal, seq):
+        fname = c.func
+        value = self.env.get(fname)
+        target = None
+        if isinstance(value, Const) and isinstance(value.value, BlockRef):
+            target = value.value.defn
+        elif fname in self.file.scope:
+            target = self.file.scope[fname]
+            if isinstance(target, ast.Assign):
+                target = self.gen.constant(target).defn
+        else:
+            target = PRIMITIVES[fname]
+        args = [(a.name, self.eval(a.value)) for a in c.args]
+        if isinstance(target, ast.LayerDef):
+            return self.expand_def(target, args, name, x, seq)
+        if isinstance(target, ast.BlockDef):
+            return self.block_call(target, args, name, x, seq)
+        return self.apply_primitive(target, args, name, x, seq)
+
+    def expand_def(self, defn: ast.LayerDef, args, name, x, seq):
+        saved = self.env, self.file
+        self.env, self.file = self.bind_params(defn, args), defn.file
+        try:
+            item = defn.layer
+            inner = name
+            if inner is None and item.name is not None:
+                inner = self.layer_name(item.name, seq)
+            return self.apply_item(ast.LayerItem(None, item.target, item.span), x, seq, def_name=inner)
+        finally:
+            self.env, self.file = saved
+
+    def bind_params(self, defn, args) -> dict:
+        """{param: value} for a def or block called with `args`, defaults evaluated as the elaborator does."""
+        names = [p.name for p in defn.params]
+        given = {}
+        positional = [v for n, v in args if n is None]
+        for n, v in zip(names, positional):
+            given[n] = v
+        for n, v in args:
+            if n is not None:
+                given[n] = v
+        env = {}
+        saved = self.env, self.file
+        self.env, self.file = env, defn.file
+        try:
+            for p in defn.params:
+                env[p.name] = given[p.name] if p.name in given else self.eval(p.default)
+        finally:
+            self.env, self.file = saved
+        return env
+
+    def block_call(self, defn: ast.BlockDef, args, name, x: TVal, seq):
+        values = self.bind_params(defn, args)
+        given = {n or [p.name for p in defn.params][i] for i, (n, _) in enumerate(args)}
+        info = self.gen.class_for(defn, values, x.shape)
+        out_shape = self.gen.output_shape(defn, info, values, x.shape)
+        if self.inline:
+            module = ""
+        else:
+            parts = []
+            for sig in info.source.params:
+                if sig.spec == "":
+                    parts.append(src(x.shape[0]))
+                elif sig.default is None:
+                    parts.append(src(values[sig.spec]))
+                elif sig.spec in given:
+                    parts.append(f"{sig.name}={src(values[sig.spec])}")
+            module = f"{info.name}({', '.join(parts)})"
+        return self.declare(name, module, x, out_shape, seq)
+
+    def declare(self, name, module: str, x: TVal, out_shape, seq, prim=None, attrs=None):
+        """A module `name` of the class (or the next child of `seq`), applied to x."""
+        if seq is not None:
+            seq.add(None if name is None else (repr(name) if isinstance(name, str) else name.src), module)
+            return TVal(out_shape, "")
+        if name not in self.layers:
+            self.emit_init(f"self.{name} = {module}")
+        self.layers[name] = (prim, attrs)
+        return TVal(out_shape, f"self.{name}({x.fwd})")
+
+    def apply_primitive(self, prim: Primitive, args, name, x: TVal, seq):
+        tensors = [v for _, v in args if isinstance(v, TVal) or (isinstance(v, SList) and any(
+            isinstance(i, TVal) for i in v.items))]
+        if prim.inputs != "one" and prim.torch_class is None:
+            extra = []
+            for t in tensors:
+                extra.extend(t.items if isinstance(t, SList) else [t])
+            rest = [(n, v) for n, v in args if not any(v is t for t in tensors)]
+            return self.functional(prim, [x] + extra, bind_primitive(prim, rest))
+        attrs = bind_primitive(prim, args)
+        if prim.torch_class is None or (name is None and seq is None):
+            return self.functional(prim, [x], attrs)
+        attrs = with_inferred(prim, attrs, x.shape)
+        shape = sym_shape(prim, attrs, [x.shape])
+        module = ""
+        if not self.inline:
+            prefix = "" if prim.name == "drop_path" else "nn."
+            if prim.name == "drop_path":
+                self.result.uses.add("drop_path")
+            module = f"{prefix}{prim.torch_class}({prim.ctor(_Args(self, prim, attrs), x.shape)})"
+        return self.declare(name, module, x, shape, seq, prim, attrs)
+
+    # ------------------------------------------------------------------ seqs
+
+    def apply_seq(self, node: ast.Seq, name, x: TVal, parent: Optional[_Seq]):
+        builder = _Seq(self, name if isinstance(name, str) and parent is None else "layers")
+        cur = self.seq_body(node.body, TVal(x.shape, ""), builder)
+        module = builder.finish(self.ii + (1 if parent is not None else 0)) if not self.inline else ""
+        return self.declare(name, module, x, cur.shape, parent)
+
+    def seq_body(self, stmts, cur: TVal, seq: _Seq) -> TVal:
+        for s in stmts:
+            if isinstance(s, ast.LayerStmt):
+                saved = self.env
+                cur = self.apply_item(s.item, cur, seq)
+                self.env = saved
+            elif isinstance(s, ast.Assign):
+                value = self.eval(s.value)
+                if isinstance(value, Dyn) and seq.var is not None:
+                    name = self.pyname(s.target)
+                    if value.src != name:
+                        self.emit_init(Maybe(name, f"{name} = {value.src}"))
+                    value = Dyn(name, ATOM, value.deps, value.boolean)
+                self.env[s.target] = value
+            elif isinstance(s, ast.For):
+                cur = self.seq_for(s, cur, seq)
+            elif isinstance(s, ast.If):
+                cur = self.if_stmt(s, self.seq_body, cur, seq)
+        return cur
+
+    def seq_for(self, s: ast.For, cur: TVal, seq: _Seq) -> TVal:
+        it = fold(self.eval(s.iterable))
+        items = self.items_of(it)
+        if items is not None:
+            for v in items:
+                self.env[s.var] = v
+                cur = self.seq_body(s.body, cur, seq)
+            return cur
+        seq.go_dynamic()
+        var = self.pyname(s.var) if not self.inline else s.var
+        loop_var = Dyn(var, deps=deps(it) | {LOCAL})
+        carried = sorted(n for n in _assigned(s.body) if n in self.env)
+        dims = [i for i, d in enumerate(cur.shape) if not isinstance(d, Missing)]
+        # first pass: every dimension in a variable, to see which ones the body changes
+        names = set(self.ns.used), set(self.fns.used), dict(self.pynames), dict(self.stored)
+        _, end, assigned = self._loop_pass(s, cur, seq, loop_var, {i: f"@{i}" for i in dims}, carried, it)
+        self.ns.used, self.fns.used, self.pynames, self.stored = names
+        changed = {i: None for i in dims if not (isinstance(end.shape[i], Dyn) and end.shape[i].src == f"@{i}")
+                   or f"@{i}" in assigned}
+        referenced = set()
+        for k, v in self.env.items():
+            referenced |= _dyn_names(v)
+        for i in changed:
+            d = cur.shape[i]
+            if self.inline:
+                changed[i] = f"@{i}"
+            elif isinstance(d, Dyn) and d.src in self.shadows and d.src not in referenced:
+                changed[i] = d.src  # the variable a loop before left: nothing else reads it
+            else:
+                changed[i] = self.ns.create(_DIM_NAMES.get(i, f"dim{i}"))
+                self.shadows.add(changed[i])
+        for i, name in changed.items():
+            if not self.inline and src(cur.shape[i]) != name:
+                self.emit_init(Maybe(name, f"{name} = {src(cur.shape[i])}"))
+        for n in carried:
+            value = self.env[n]
+            name = self.pyname(n)
+            if not self.inline and not (isinstance(value, Dyn) and value.src == name):
+                self.emit_init(Maybe(name, f"{name} = {src(value)}"))
+        lines, end, _ = self._loop_pass(s, cur, seq, loop_var, changed, carried, it)
+        self.emit_init(f"for {var} in {src(it)}:")
+        self.init.extend(lines)
+        for n in carried + sorted(n for n in _assigned(s.body) if n not in carried):
+            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | {LOCAL})
+        shape = list(cur.shape)
+        for i, name in changed.items():
+            if self.inline:
+                d = end.shape[i]
+                shape[i] = d if not ({LOCAL} & deps(d)) else Missing(deps(d) | deps(it))
+            else:
+                shape[i] = Dyn(name, deps=deps(it) | deps(end.shape[i]) | deps(cur.shape[i]))
+        return TVal(tuple(shape), "")
+
+    def _loop_pass(self, s, cur, seq, loop_var, shadows: dict, carried, it):
+        saved_env = dict(self.env)
+        shape = list(cur.shape)
+        for i, name in shadows.items():
+            shape[i] = Dyn(name, deps=deps(it) | deps(cur.shape[i]) | {LOCAL})
+        self.env[s.var] = loop_var
+        for n in carried:
+            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL})
+        assigned = set()
+        with self.capture() as (init, _):
+            end = self.seq_body(s.body, TVal(tuple(shape), ""), seq)
+            for n in carried:
+                value, name = self.env[n], self.pyname(n)
+                if not (isinstance(value, Dyn) and value.src == name):
+                    self.emit_init(f"{name} = {src(value)}")
+            for i, name in shadows.items():
+                d = end.shape[i]
+                if not (isinstance(d, Dyn) and d.src == name) and not name.startswith("@"):
+                    self.emit_init(f"{name} = {src(d)}")
+        for line in init:
+            text = line.line if isinstance(line, Maybe) else (line.render() if isinstance(line, _Add) else line)
+            for name in shadows.values():
+                if re.match(rf"\s*{re.escape(name)} = ", text):
+                    assigned.add(name)
+        self.env = saved_env
+        return init, end, assigned
+
+    def sequential(self, items, indent: int) -> str:
+        """`nn.Sequential(...)` of known children; named ones as torchvision's OrderedDict."""
+        pad = "    " * indent
+        if all(name is None for name, _ in items):
+            runs = []
+            for _, module in items:
+                if runs and runs[-1][0] == module:
+                    runs[-1][1] += 1
+                else:
+                    runs.append([module, 1])
+            body = [m if n == 1 else f"*[{m} for _ in range({n})]" for m, n in runs]
+            if len(body) == 1 and "\n" not in body[0] and len(body[0]) < 80:
+                return f"nn.Sequential({body[0]})"
+            return "nn.Sequential(\n" + "".join(f"{pad}    {b},\n" for b in body) + f"{pad})"
+        self.result.uses.add("OrderedDict")
+        body = "".join(f"{pad}    ({name if name is not None else repr(str(i))}, {m}),\n"
+                       for i, (name, m) in enumerate(items))
+        return "nn.Sequential(OrderedDict([\n" + body + f"{pad}]))"
+
+
+_MISSING = object()
+_DIM_NAMES = {0: "channels", 1: "height", 2: "width"}
+
+
+def _condition(v):
+    """A value tested by `if`: Python's truth is the spec's, so no `bool()` is needed."""
+    t = truth(v)
+    return t if isinstance(t, Const) else fold(v)
+
+
+def _hint(values) -> str:
+    """A type hint from the values a parameter takes."""
+    kinds = {type(v) for v in values}
+    if len(kinds) != 1:
+        return ""
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}.get(kinds.pop(), "")
+
+
+def _has_content(lines) -> bool:
+    return any(isinstance(l, (str, Maybe)) and (l.line if isinstance(l, Maybe) else l).strip() != "pass"
+               for l in lines)
+
+
+def _reads(line: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(name)}\b", line) is not None
+
+
+def _fwd_names(v) -> set:
+    if isinstance(v, TVal):
+        return {re.match(r"[A-Za-z_]\w*", v.fwd).group(0)} if re.match(r"[A-Za-z_]\w*", v.fwd) else set()
+    if isinstance(v, SList):
+        return set().union(*[_fwd_names(i) for i in v.items]) if v.items else set()
+    return set()
+
+
+def _dyn_names(v) -> set:
+    """Python names the values in `v` read."""
+    if isinstance(v, Dyn):
+        return set(re.findall(r"(?<![\w.])[A-Za-z_]\w*", v.src))
+    if isinstance(v, SList):
+        return set().union(*[_dyn_names(i) for i in v.items]) if v.items else set()
+    if isinstance(v, TVal):
+        return set().union(*[_dyn_names(d) for d in v.shape]) if v.shape else set()
+    return set()
+
+
+def _assigned(body) -> set:
+    """Names assigned by statements (not in nested seqs)."""
+    out = set()
+    for s in body:
+        if isinstance(s, ast.Assign):
+            out.add(s.target)
+        elif isinstance(s, ast.If):
+            for _, b in s.branches:
+                out |= _assigned(b)
+            out |= _assigned(s.orelse or [])
+        elif isinstance(s, ast.For):
+            out |= _assigned(s.body)
+    return out
+
+
+def _stage_names(stage) -> set:
+    """Names a chain stage reads besides the tensor it is applied to."""
+    kind, node = stage
+    return names_in(node) if kind == "pipe" else names_in([a.value for a in node.args[1:]])
+
+
+def _leftmost_name(e):
+    while isinstance(e, ast.Pipe):
+        e = e.source
+    while isinstance(e, ast.Call) and e.args and e.args[0].name is None:
+        e = e.args[0].value
+        while isinstance(e, ast.Pipe):
+            e = e.source
+    while isinstance(e, ast.BinOp):
+        e = e.left
+    return e.id if isinstance(e, ast.Name) else None
+
+
+def _chain(expr, tr: Translator):
+    """(core, stages): an expression as a value and the layers applied to it in turn, so that
+    `out = x | conv | bn` is written one layer a line, like torchvision's forward."""
+    stages = []
+    while True:
+        if isinstance(expr, ast.Pipe):
+            stages.insert(0, ("pipe", expr.layer))
+            expr = expr.source
+            continue
+        if (isinstance(expr, ast.Call) and expr.args and expr.args[0].name is None
+                and isinstance(expr.args[0].value, (ast.Pipe, ast.BinOp, ast.Call))
+                and all(a.name is not None for a in expr.args[1:])
+                and ((expr.func in tr.layers and expr.func not in tr.env)
+                     or (expr.func in PRIMITIVES and expr.func not in tr.env and expr.func not in tr.file.scope
+                         and PRIMITIVES[expr.func].inputs == "one" and PRIMITIVES[expr.func].functional))):
+            stages.insert(0, ("call", expr))
+            expr = expr.args[0].value
+            continue
+        return expr, stages
+
+
+# ---------------------------------------------------------------------- primitives over values
+
+def bind_primitive(prim: Primitive, args) -> dict:
+    names = [p.name for p in prim.params]
+    bound = {}
+    for n, v in zip(names, [v for n, v in args if n is None]):
+        bound[n] = v
+    for n, v in args:
+        if n is not None:
+            bound[n] = v
+    out = {}
+    for p in prim.params:
+        v = bound.get(p.name, Const(p.default) if p.default is not REQUIRED else Const(None))
+        v = fold(v)
+        if p.kind == "float" and isinstance(v, Const) and is_int(v.value):
+            v = Const(float(v.value))
+        out[p.name] = v
+    return out
+
+
+def with_inferred(prim: Primitive, attrs: dict, shape) -> dict:
+    out = dict(attrs)
+    for attr, dim in prim.inferred:
+        if dim < len(shape):
+            out[attr] = shape[dim]
+    return out
+
+
+_POOLS = {"conv2d": (True, False), "maxpool2d": (True, True), "avgpool2d": (False, True)}
+
+
+def sym_shape(prim: Primitive, attrs: dict, shapes: list):
+    """The output shape (of values) of `prim` on inputs of these shapes."""
+    attrs = {k: fold(v) for k, v in attrs.items()}
+    name = prim.name
+    s0 = shapes[0]
+    if all(isinstance(d, Const) for s in shapes for d in s) and all(isinstance(v, Const) for v in attrs.values()):
+        try:
+            out = prim.shape({k: v.value for k, v in attrs.items()}, [tuple(d.value for d in s) for s in shapes])
+        except ShapeError:
+            out = None
+        if out is not None:
+            if prim.inputs == "list":
+                return [tuple(Const(d) for d in s) for s in out]
+            return tuple(Const(d) for d in out)
+    if name in _POOLS or name == "pad":
+        spatial = _spatial_dims(prim, attrs, s0)
+        first = attrs["out_channels"] if name == "conv2d" else s0[0]
+        return (first,) + spatial
+    if name.startswith("adaptive_"):
+        size = attrs["output_size"]
+        if isinstance(size, Const):
+            return (s0[0],) + tuple(Const(d) for d in pair(size.value))
+        return (s0[0],) + (Missing(deps(size)),) * 2
+    if name == "linear":
+        return (attrs["out_features"],)
+    if name == "flatten":
+        out = s0[0]
+        for d in s0[1:]:
+            out = binop("*", out, d)
+        return (out,)
+    if name == "mean":
+        dims = attrs["dim"]
+        if not isinstance(dims, Const):
+            return tuple(Missing(deps(dims)) for _ in s0)
+        drop = {d - 1 for d in dims.value}
+        if attrs["keepdim"].value:
+            return tuple(Const(1) if i in drop else d for i, d in enumerate(s0))
+        return tuple(d for i, d in enumerate(s0) if i not in drop)
+    if name in ("add", "mul"):
+        out = list(s0)
+        for s in shapes[1:]:
+            for i, d in enumerate(s):
+                if isinstance(fold(out[i]), Const) and fold(out[i]).value == 1:
+                    out[i] = d
+        return tuple(out)
+    if name == "concat":
+        dim = attrs["dim"]
+        if not isinstance(dim, Const):
+            return tuple(Missing(deps(dim)) for _ in s0)
+        i = dim.value - 1
+        total = s0[i]
+        for s in shapes[1:]:
+            total = binop("+", total, s[i])
+        return s0[:i] + (total,) + s0[i + 1:]
+    if name == "split":
+        sizes = attrs["sizes"]
+        items = [Const(v) for v in sizes.value] if isinstance(sizes, Const) else (
+            sizes.items if isinstance(sizes, SList) else None)
+        if items is None:
+            raise Untranslatable(deps(sizes), "a split into a number of parts known only at construction")
+        return [(n,) + tuple(s0[1:]) for n in items]
+    if name == "chunk":
+        n = attrs["chunks"]
+        if not isinstance(n, Const):
+            raise Untranslatable(deps(n), "a chunk into a number of parts known only at construction")
+        return [(binop("//", s0[0], n),) + tuple(s0[1:])] * n.value
+    if name == "slice":
+        return (binop("-", attrs["stop"], attrs["start"]),) + tuple(s0[1:])
+    return tuple(s0)
+
+
+def _spatial_dims(prim, attrs, shape):
+    if prim.name == "pad":
+        p = attrs["padding"]
+        if isinstance(p, Const):
+            v = list(p.value)
+            out = list(shape[1:])
+            out[-1] = binop("+", out[-1], Const(v[0] + v[1]))
+            if len(v) == 4:
+                out[-2] = binop("+", out[-2], Const(v[2] + v[3]))
+            return tuple(out)
+        return tuple(Missing(deps(p)) for _ in shape[1:])
+    relevant = [attrs.get(k, Const(None)) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")]
+    if all(isinstance(d, Const) for d in shape[1:]) and all(isinstance(v, Const) for v in relevant):
+        dilation, ceil = _POOLS[prim.name]
+        try:
+            h, w = _spatial({k: v.value for k, v in attrs.items() if isinstance(v, Const)},
+                            (0,) + tuple(d.value for d in shape[1:]), prim.name, dilation=dilation, ceil=ceil)
+            return Const(h), Const(w)
+        except (ShapeError, KeyError, TypeError):
+            pass
+    missing = Missing(frozenset().union(*[deps(v) for v in relevant], *[deps(d) for d in shape[1:]]))
+    return tuple(missing for _ in shape[1:])
+
+
+class _Args:
+    """Argument sources of one primitive, for the emitters in `primitives`: in forward, a value known
+    only at construction is read from the attribute __init__ keeps it in."""
+
+    def __init__(self, tr: Translator, prim: Primitive, attrs: dict, forward: bool = False):
+        self.tr, self.prim, self.attrs, self.forward = tr, prim, attrs, forward
+        self.kinds = {p.name: p for p in prim.params}
+
+    def value(self, name):
+        v = fold(self.attrs[name])
+        if not isinstance(v, Const):
+            raise Untranslatable(deps(v), f"`{name}` of `{self.prim.name}` must be known when the class is written")
+        return v.value
+
+    def __getitem__(self, name) -> str:
+        v = fold(self.attrs[name])
+        if self.forward:
+            source = self.tr.fsrc(v, f"{self.prim.name}_{name}")
+        else:
+            source = src(v)
+        p = self.kinds.get(name)
+        if p is not None and p.kind == "pair" and isinstance(v, Const) and isinstance(v.value, list):
+            source = "(" + ", ".join(literal(i) for i in v.value) + ")"
+        return source
+
+    def kw(self, *names) -> list:
+        """`name=source` for each argument that is not a constant equal to its default."""
+        out = []
+        for name in names:
+            v = fold(self.attrs[name])
+            default = self.kinds[name].default
+            if not isinstance(v, Const) or repr(v.value) != repr(default):
+                out.append(f"{name}={self[name]}")
+        return out
+
+    def tuple(self, name) -> str:
+        v = fold(self.attrs[name])
+        if isinstance(v, Const) and is_int(v.value):
+            return f"({v.value}, {v.value})" if self.kinds[name].kind == "pair" else f"({v.value},)"
+        if isinstance(v, Const) and isinstance(v.value, list):
+            inner = ", ".join(literal(i) for i in v.value)
+            return f"({inner},)" if len(v.value) == 1 else f"({inner})"
+        return self[name]
+
+
+# ---------------------------------------------------------------------- rendering
+
+def render(items: list) -> list:
+    """Lines from a buffer: `Maybe` lines kept only where their name is read, empty blocks dropped."""
+    texts = []
+    for it in items:
+        if isinstance(it, _Add):
+            texts.append(it.render())
+        else:
+            texts.append(it)
+    used = set()
+    plain = [t for t in texts if isinstance(t, str)]
+    for t in plain:
+        used |= _names_read(t)
+    maybes = [t for t in texts if isinstance(t, Maybe)]
+    kept = set()
+    changed = True
+    while changed:
+        changed = False
+        for i, m in enumerate(maybes):
+            if i not in kept and m.name in used:
+                kept.add(i)
+                used |= _names_read(m.line.split("=", 1)[1])
+                changed = True
+    out = []
+    index = {id(m): i for i, m in enumerate(maybes)}
+    for t in texts:
+        if isinstance(t, Maybe):
+            if index[id(t)] in kept:
+                out.append(t.line)
+        else:
+            out.append(t)
+    return _drop_empty_blocks(out)
+
+
+def _names_read(text: str) -> set:
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "", text)
+    return set(re.findall(r"(?<![\w.])[A-Za-z_]\w*", text))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _drop_empty_blocks(lines: list) -> list:
+    """Remove `pass`-only branches: an `else` with nothing in it, an `if` chain with nothing in any branch."""
+    changed = True
+    while changed:
+        changed = False
+        heads = [i for i, l in enumerate(lines) if l.rstrip().endswith(":") and l.lstrip().split(" ")[0].rstrip(":")
+                 in ("if", "elif", "else")]
+        for i in [i for i, l in enumerate(lines) if l.lstrip().startswith("for ") and l.rstrip().endswith(":")]:
+            if all(lines[j].strip() == "pass" for j in _body(lines, i)):
+                drop = {i} | set(_body(lines, i))
+                lines = [l for j, l in enumerate(lines) if j not in drop]
+                changed = True
+                break
+        if changed:
+            continue
+        for i in heads:
+            body = _body(lines, i)
+            if all(lines[j].strip() == "pass" for j in body):
+                chain = _chain_of(lines, i)
+                if all(all(lines[j].strip() == "pass" for j in _body(lines, h)) for h in chain):
+                    drop = set()
+                    for h in chain:
+                        drop |= {h} | set(_body(lines, h))
+                    lines = [l for j, l in enumerate(lines) if j not in drop]
+                    changed = True
+                    break
+                if lines[i].strip() == "else:":
+                    lines = [l for j, l in enumerate(lines) if j != i and j not in body]
+                    changed = True
+                    break
+                if not body:
+                    lines.insert(i + 1, " " * (_indent(lines[i]) + 4) + "pass")
+                    changed = True
+                    break
+        for i, l in enumerate(lines):
+            if l.rstrip().endswith(":") and not _body(lines, i):
+                lines.insert(i + 1, " " * (_indent(l) + 4) + "pass")
+                changed = True
+                break
+    return lines
+
+
+def _body(lines, i) -> list:
+    level = _indent(lines[i])
+    out = []
+    for j in range(i + 1, len(lines)):
+        if _indent(lines[j]) <= level:
+            break
+        out.append(j)
+    return out
+
+
+def _chain_of(lines, i) -> list:
+    """The heads of the if/elif/else chain that the head at i belongs to."""
+    level = _indent(lines[i])
+    start = i
+    while lines[start].lstrip().startswith(("elif", "else")):
+        j = start - 1
+        while j >= 0 and _indent(lines[j]) > level:
+            j -= 1
+        start = j
+    out = [start]
+    j = start
+    while True:
+        body = _body(lines, j)
+        nxt = (body[-1] if body else j) + 1
+        if nxt < len(lines) and _indent(lines[nxt]) == level and lines[nxt].lstrip().startswith(("elif", "else")):
+            out.append(nxt)
+            j = nxt
+        else:
+            return out

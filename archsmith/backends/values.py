@@ -1,0 +1,245 @@
+"""Values of the class translator: what a spec expression is while its block's class is being written.
+
+A value is known when the class is written (`Const`), or known only when the class is constructed
+(`Dyn`: Python source over the constructor's parameters, with the spec symbols it depends on), or a
+tensor of the forward (`TVal`: its per-sample shape as values, and the forward source holding it).
+Arithmetic on values folds constants and otherwise writes Python with the least parentheses."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+IN = "@in"  # dependency on the block's input channels
+SPATIAL = "@spatial"  # dependency on the block's input height and width
+
+PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "neg": 7,
+        "**": 8}
+ATOM = 100
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+
+
+class Untranslatable(Exception):
+    """A construct that cannot be written over the values in `deps`: the generator makes them literals."""
+
+    def __init__(self, deps, why: str):
+        super().__init__(why)
+        self.deps = frozenset(deps)
+        self.why = why
+
+
+@dataclass(frozen=True)
+class Const:
+    value: object
+
+
+@dataclass(frozen=True)
+class Dyn:
+    src: str
+    prec: int = ATOM
+    deps: frozenset = frozenset()
+    boolean: bool = False  # a comparison or a logical operation: its Python value is a bool
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A dimension that is not known when the class is constructed (an input's height, say)."""
+    deps: frozenset
+
+
+@dataclass
+class SList:
+    """A list whose length is known, with some items not constant (or tensors)."""
+    items: list
+
+
+@dataclass
+class TVal:
+    """A tensor of the forward: per-sample shape (values) and the forward source that holds it."""
+    shape: tuple
+    fwd: str
+    prec: int = ATOM
+
+
+def deps(v) -> frozenset:
+    if isinstance(v, (Dyn, Missing)):
+        return v.deps
+    if isinstance(v, SList):
+        return frozenset().union(*[deps(i) for i in v.items]) if v.items else frozenset()
+    if isinstance(v, TVal):
+        return frozenset().union(*[deps(d) for d in v.shape]) if v.shape else frozenset()
+    return frozenset()
+
+
+def literal(v) -> str:
+    """Python source for a constant (lists are written as lists)."""
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(literal(i) for i in v) + "]"
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{v} is not a finite number")
+    return repr(v)
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def fold(v):
+    """A value made only of constants, as one `Const`."""
+    if isinstance(v, SList) and all(isinstance(i, Const) for i in v.items):
+        return Const([i.value for i in v.items])
+    return v
+
+
+def wrap(src: str, prec: int, need: int) -> str:
+    return f"({src})" if prec < need else src
+
+
+def binop(op: str, a, b):
+    """`a op b` for scalars and lists, folded where both are constant."""
+    a, b = fold(a), fold(b)
+    if isinstance(a, Missing) or isinstance(b, Missing):
+        return Missing(deps(a) | deps(b))
+    if isinstance(a, Const) and isinstance(b, Const):
+        try:
+            return Const(_apply(op, a.value, b.value))
+        except Exception:  # noqa: BLE001 - a branch no instance takes: Python raises it if it runs
+            pass
+    if op == "+" and isinstance(a, SList) and isinstance(b, SList):
+        return SList(a.items + b.items)
+    if op == "+" and isinstance(a, SList) and isinstance(b, Const) and isinstance(b.value, list):
+        return SList(a.items + [Const(i) for i in b.value])
+    if op == "+" and isinstance(a, Const) and isinstance(a.value, list) and isinstance(b, SList):
+        return SList([Const(i) for i in a.value] + b.items)
+    if op in ("*", "+") and isinstance(b, Const) and is_int(b.value) and b.value == (1 if op == "*" else 0) \
+            and isinstance(a, Dyn) and not a.boolean:
+        return a
+    if op == "*" and isinstance(a, Const) and is_int(a.value) and a.value == 1 and isinstance(b, Dyn) \
+            and not b.boolean:
+        return b
+    cmp = op in COMPARISONS
+    if op in ("==", "!=") and (a == Const(None) or b == Const(None)):
+        op = "is" if op == "==" else "is not"
+        if a == Const(None):
+            a, b = b, a
+    prec = PREC["cmp"] if cmp else PREC[op]
+    la, pa = src_prec(a)
+    lb, pb = src_prec(b)
+    if op == "**":
+        left, right = wrap(la, pa, prec + 1), wrap(lb, pb, PREC["neg"])
+    elif cmp:
+        left, right = wrap(la, pa, prec + 1), wrap(lb, pb, prec + 1)
+    else:
+        left, right = wrap(la, pa, prec), wrap(lb, pb, prec + 1)
+    return Dyn(f"{left} {op} {right}", prec, deps(a) | deps(b), boolean=cmp)
+
+
+def _apply(op, a, b):
+    if op == "**" and isinstance(b, (int, float)) and abs(b) > 64:
+        raise ValueError("exponent")
+    return {
+        "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b, "//": lambda: a // b,
+        "%": lambda: a % b, "**": lambda: a ** b, "==": lambda: a == b, "!=": lambda: a != b,
+        "<": lambda: a < b, "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b,
+    }[op]()
+
+
+def neg(v):
+    v = fold(v)
+    if isinstance(v, Const):
+        return Const(-v.value)
+    s, p = src_prec(v)
+    return Dyn("-" + wrap(s, p, PREC["neg"]), PREC["neg"], deps(v))
+
+
+def not_(v):
+    v = fold(v)
+    if isinstance(v, Const):
+        return Const(not v.value)
+    s, p = src_prec(v)
+    return Dyn("not " + wrap(s, p, PREC["not"]), PREC["not"], deps(v), boolean=True)
+
+
+def boolop(op: str, a, b):
+    """`a and b` / `a or b` with the spec's meaning: always a bool."""
+    a, b = fold(a), fold(b)
+    if isinstance(a, Const):
+        if op == "and" and not a.value:
+            return Const(False)
+        if op == "or" and a.value:
+            return Const(True)
+        return truth(b)
+    if isinstance(b, Const) and ((op == "and" and b.value) or (op == "or" and not b.value)):
+        return truth(a)
+    prec = PREC[op]
+    (la, pa), (lb, pb) = src_prec(truth(a)), src_prec(truth(b))
+    return Dyn(f"{wrap(la, pa, prec)} {op} {wrap(lb, pb, prec + 1)}", prec, deps(a) | deps(b), boolean=True)
+
+
+def truth(v):
+    """The value as a bool, as a condition in the spec reads it."""
+    v = fold(v)
+    if isinstance(v, Const):
+        return Const(bool(v.value))
+    if isinstance(v, Dyn) and v.boolean:
+        return v
+    return Dyn(f"bool({src(v)})", ATOM, deps(v), boolean=True)
+
+
+def ternary(cond, then, orelse):
+    cond = fold(cond)
+    if isinstance(cond, Const):
+        return then if cond.value else orelse
+    then, orelse = fold(then), fold(orelse)
+    if isinstance(then, Const) and isinstance(orelse, Const) and _same_const(then.value, orelse.value):
+        return then
+    if isinstance(then, Dyn) and isinstance(orelse, Dyn) and then.src == orelse.src:
+        return then
+    if isinstance(then, Missing) or isinstance(orelse, Missing):
+        return Missing(deps(cond) | deps(then) | deps(orelse))
+    (t, tp), (c, cp), (o, op) = src_prec(then), src_prec(cond), src_prec(orelse)
+    return Dyn(f"{wrap(t, tp, 1)} if {wrap(c, cp, 1)} else {o}", 0, deps(cond) | deps(then) | deps(orelse))
+
+
+def _same_const(a, b) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def same(a, b) -> bool:
+    """Whether two values are the same for code generation."""
+    a, b = fold(a), fold(b)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return _same_const(a.value, b.value) and repr(a.value) == repr(b.value)
+    if isinstance(a, Dyn) and isinstance(b, Dyn):
+        return a.src == b.src
+    if isinstance(a, SList) and isinstance(b, SList):
+        return len(a.items) == len(b.items) and all(same(x, y) for x, y in zip(a.items, b.items))
+    if isinstance(a, TVal) and isinstance(b, TVal):
+        return a.fwd == b.fwd and len(a.shape) == len(b.shape) and all(same(x, y) for x, y in zip(a.shape, b.shape))
+    if isinstance(a, Missing) and isinstance(b, Missing):
+        return True
+    return a is b
+
+
+def src_prec(v):
+    """(source, precedence) of a value known at construction."""
+    v = fold(v)
+    if isinstance(v, Const):
+        s = literal(v.value)
+        return s, (PREC["neg"] if s.startswith("-") else ATOM)
+    if isinstance(v, Dyn):
+        return v.src, v.prec
+    if isinstance(v, SList):
+        return "[" + ", ".join(src(i) for i in v.items) + "]", ATOM
+    if isinstance(v, Missing):
+        raise Untranslatable(v.deps, "a dimension that is known only when the tensor exists")
+    raise Untranslatable(deps(v), f"{type(v).__name__} has no constructor-time value")
+
+
+def src(v) -> str:
+    return src_prec(v)[0]
+
+
+def call(fn: str, args: list, boolean=False):
+    """`fn(args)` over values."""
+    return Dyn(f"{fn}({', '.join(src(a) for a in args)})", ATOM,
+               frozenset().union(*[deps(a) for a in args]) if args else frozenset(), boolean=boolean)
