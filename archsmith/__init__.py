@@ -8,9 +8,6 @@ torch is imported only by `build` and `create_model`.
 """
 from __future__ import annotations
 
-import builtins
-import types
-
 from .errors import SpecError
 
 __all__ = ["SpecError", "compile", "build", "create_model", "list_models"]
@@ -29,17 +26,16 @@ def compile(spec: str, model: str = None, input_shape=None, **params) -> str:  #
 
 def build(spec: str, model: str = None, input_shape=None, **params):
     """An instance of the module that `compile(spec, model, input_shape, **params)` defines."""
+    from .backends.pytorch import emit
     from .compiler import elaborate_models
-    from .backends.pytorch import generate
+    from .generated import load
     models = elaborate_models(spec, model, input_shape, **params)
     if len(models) != 1:
         names = ", ".join(m.name for m in models)
         raise ValueError(f"the spec defines several models ({names}); pass model= to pick one")
-    source = generate(models)
-    module = types.ModuleType(f"archsmith_generated_{models[0].name}")
-    code = builtins.compile(source, f"<archsmith {models[0].name}>", "exec")
-    exec(code, module.__dict__)  # our generated source: spec text is never executed
-    return getattr(module, models[0].name)()
+    gen = emit(models)
+    module = load(gen.source)  # our generated source, as a module importable by name
+    return getattr(module, gen.factory_names[models[0].name])()
 
 
 def create_model(name: str, input_shape=None, **params):

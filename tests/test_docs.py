@@ -55,3 +55,43 @@ def test_readme_shows_the_real_error(monkeypatch):
     with pytest.raises(archsmith.SpecError) as e:
         archsmith.compile(shown.group(1))
     assert str(e.value) + "\n" == shown.group(2)
+
+
+BLOCKS = list(re.finditer(r"```(arch|python)\n(.*?)```", DOC, re.S))
+SNIPPETS = [(BLOCKS[i - 1].group(2), b.group(2)) for i, b in enumerate(BLOCKS)
+            if b.group(1) == "python" and i and BLOCKS[i - 1].group(1) == "arch" and "class " in b.group(2)]
+
+
+def test_the_reference_shows_generated_code():
+    assert len(SNIPPETS) >= 12
+
+
+@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+def test_generated_code_on_the_page_is_real_output(index, tmp_path):
+    """Every line a Python snippet shows after an example is in the example's generated source, in
+    order (`...` stands for lines left out; the snippet's file name is the one the page uses)."""
+    spec, snippet = SNIPPETS[index]
+    for example in EXAMPLES:
+        named = FILE_COMMENT.match(example)
+        if named:
+            (tmp_path / named.group(1)).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / named.group(1)).write_text(example)
+    named = FILE_COMMENT.match(spec)
+    imported = {f"{name}.arch" for name in re.findall(r'^import "([\w/]+)"', spec, re.M)}
+    shown = [f for f in re.findall(r"of (\w+\.arch):", snippet) if f not in imported]
+    if named:
+        path = tmp_path / named.group(1)
+    else:
+        path = tmp_path / (shown[0] if shown else "example.arch")
+        path.write_text(spec)
+    between = DOC[:DOC.index(snippet)].rsplit("```arch", 1)[-1].split("```", 1)[1]  # prose after the example
+    model = re.search(r"--model (\w+)", between)
+    params = dict(re.findall(r"archsmith\.compile\(.*?(\w+)=(\d+)\)", between)[-1:])
+    source = archsmith.compile(str(path), model.group(1) if model else None,
+                               **{k: int(v) for k, v in params.items()}).splitlines()
+    position = 0
+    for line in snippet.splitlines():
+        if not line.strip() or line.strip() == "...":
+            continue
+        assert line in source[position:], f"not in the generated source (after line {position}): {line!r}"
+        position = source.index(line, position) + 1

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .. import ast
-from ..queries import names_in
+from ..queries import names_in, walk
 from ..elaborate import BUILTINS, RESERVED_LAYER_NAMES, BlockRef
 from ..primitives import PRIMITIVES, REQUIRED, Primitive, ShapeError, _spatial, pair
-from .values import (ATOM, IN, PREC, SPATIAL, Const, Dyn, Missing, SList, TVal, Untranslatable, binop, boolop,
+from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, SList, TVal, Untranslatable, binop, boolop,
                      call, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)
 
 # Names the generated module defines or imports; no spec name may take them.
@@ -166,7 +166,8 @@ class Translator:
         self.in_rank = in_rank
         if inline:
             self.env.update(bindings)
-            self.env["x"] = TVal(tuple(in_shape), "x")
+            self.env["x"] = TVal(tuple(Dyn(d.src, d.prec, d.deps | {INPUT}, d.boolean) if isinstance(d, Dyn) else d
+                                       for d in in_shape), "x")
         else:
             self._bind_parameters()
 
@@ -291,6 +292,12 @@ class Translator:
                 self.do_return(s.value)
                 return True
             elif isinstance(s, ast.If):
+                rest = body[body.index(s) + 1:]
+                if rest and any(isinstance(n, ast.Return) for n in walk(s)):
+                    # `if c { return a }; ...; return b`: what follows runs where no branch returned
+                    s = ast.If([(c, b + rest) for c, b in s.branches], (s.orelse or []) + rest, s.span)
+                    self.if_stmt(s, self.stmts)
+                    return True
                 if self.if_stmt(s, self.stmts):
                     return True
             elif isinstance(s, ast.For):
@@ -339,6 +346,12 @@ class Translator:
             name = self.fwd_target(target)
             self.emit_fwd(f"{name} = {value.fwd}")
             self.env[target] = SList([TVal(s, f"{name}[{i}]") for i, s in enumerate(value.shapes)])
+        elif isinstance(value, SList) and not self.inline and not any(
+                isinstance(i, (TVal, SList)) for i in value.items):
+            name = self.pyname(target)
+            self.emit_init(Maybe(name, f"{name} = {src(value)}"))
+            self.env[target] = SList([Dyn(f"{name}[{i}]", ATOM, deps(v)) for i, v in enumerate(value.items)],
+                                     source=name)
         elif isinstance(value, Dyn) and not self.inline:
             name = self.pyname(target)
             if value.src != name:
@@ -354,14 +367,20 @@ class Translator:
         for k, v in self.env.items():
             if k != var:
                 live |= _fwd_names(v)
-        n = 1
-        base = name
-        while name in live:
+        taken = live | {v for k, v in self.fnames.items() if k != var}
+        n, base = 1, name
+        while name in taken or name in self.fns.reserved:
             n += 1
-            name = self.fns.create(f"{base}_{n}")
+            name = f"{base}_{n}"
+        self.fns.used.add(name)
         return name
 
     def do_return(self, expr):
+        if not _chain(expr, self)[1]:
+            value = self.as_tensor(self.eval(expr))
+            self.emit_fwd(f"return {value.fwd}")
+            self.out_shape = value.shape
+            return
         leftmost = _leftmost_name(expr)
         if not isinstance(self.env.get(leftmost), TVal):
             leftmost = "out"
@@ -370,9 +389,6 @@ class Translator:
         if not isinstance(value, TVal):
             raise Untranslatable(deps(value), "a block returns a tensor")
         self.emit_fwd(f"return {value.fwd}")
-        if self.out_shape is not None and not all(same(a, b) for a, b in zip(self.out_shape, value.shape)):
-            raise Untranslatable(deps(value) | frozenset().union(*[deps(d) for d in self.out_shape]),
-                                 "returns of different shapes")
         self.out_shape = value.shape
 
     # ------------------------------------------------------------------ conditionals
@@ -401,13 +417,24 @@ class Translator:
         before_env, before_layers = dict(self.env), dict(self.layers)
         done = []  # (cond, init, fwd, env, result, layers it declared)
         declared = dict(before_layers)
+        returned = []  # the shapes the branches return
         for cond, body in clauses:
             self.env, self.layers = dict(before_env), dict(before_layers)
+            self.out_shape = None
             with self.capture() as (init, fwd):
                 result = run(body) if seq is None else run(body, cur, seq)
             done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers)])
             declared.update(self.layers)
+            if self.out_shape is not None:
+                returned.append((cond, self.out_shape))
         self.env, self.layers = dict(before_env), declared
+        self.out_shape = None
+        if returned and self.inline:
+            conds = [c for c, _ in returned]
+            self.out_shape = tuple(self._merge_dim("out", [r[1][i] for r in returned], [], conds)
+                                   for i in range(len(returned[0][1])))
+        elif returned:
+            self.out_shape = returned[0][1]
         live = [d for d in done if seq is not None or not d[4]]
         conds = [d[0] for d in done]
         # values that differ between the branches are Python variables after the `if`
@@ -555,7 +582,10 @@ class Translator:
                 for v in items:
                     self.env[e.var] = v
                     out.append(self.eval(e.item))
-                return fold(SList(out))
+                result = fold(SList(out))
+                if isinstance(result, SList) and not any(isinstance(i, (TVal, TTuple, SList)) for i in out):
+                    result.source = self._comprehension(e, it)  # written as the spec writes it
+                return result
             var = self.ns.create(e.var) if not self.inline else e.var
             self.env[e.var] = Dyn(var, deps=deps(it) | {LOCAL})
             item = self.eval(e.item)
@@ -567,6 +597,16 @@ class Translator:
                 self.env.pop(e.var, None)
             else:
                 self.env[e.var] = saved
+
+    def _comprehension(self, e, it):
+        """`[item for var in iterable]` in Python, or None where the item cannot be written per item."""
+        var = e.var if self.inline else self.ns.create(e.var)
+        self.env[e.var] = Dyn(var, deps=deps(it) | {LOCAL})
+        try:
+            item = self.eval(e.item)
+            return f"[{src(item)} for {var} in {src(it)}]"
+        except Untranslatable:
+            return None
 
     def _e_BinOp(self, e):
         a, b = self.eval(e.left), self.eval(e.right)
@@ -1139,12 +1179,12 @@ def sym_shape(prim: Primitive, attrs: dict, shapes: list):
             return tuple(Const(1) if i in drop else d for i, d in enumerate(s0))
         return tuple(d for i, d in enumerate(s0) if i not in drop)
     if name in ("add", "mul"):
-        out = list(s0)
-        for s in shapes[1:]:
-            for i, d in enumerate(s):
-                if isinstance(fold(out[i]), Const) and fold(out[i]).value == 1:
-                    out[i] = d
-        return tuple(out)
+        # equal wherever the op runs: keep the size that is 1 nowhere, known, or not the block's input
+        def rank(d):
+            d = fold(d)
+            ones = isinstance(d, Const) and d.value == 1
+            return (ones, isinstance(d, Missing), not isinstance(d, Const), bool({IN, INPUT} & deps(d)))
+        return tuple(min(dims, key=rank) for dims in zip(*shapes))
     if name == "concat":
         dim = attrs["dim"]
         if not isinstance(dim, Const):

@@ -323,7 +323,7 @@ _DROP_PATH = [
     "    if p == 0.0 or not training:",
     "        return x",
     "    keep = 1.0 - p",
-    "    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)",
+    "    mask = x.new_empty([x.shape[0]] + [1] * (x.ndim - 1)).bernoulli_(keep)",
     "    if keep > 0.0:",
     "        mask.div_(keep)",
     "    return x * mask",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 IN = "@in"  # dependency on the block's input channels
 SPATIAL = "@spatial"  # dependency on the block's input height and width
+INPUT = "@input"  # a size of the block's input tensor, as a caller knows it
 
 PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "neg": 7,
         "**": 8}
@@ -48,8 +49,10 @@ class Missing:
 
 @dataclass
 class SList:
-    """A list whose length is known, with some items not constant (or tensors)."""
+    """A list whose length is known, with some items not constant (or tensors). `source`, where set,
+    is how the list itself is written (its variable, or the comprehension that builds it)."""
     items: list
+    source: str = None
 
 
 @dataclass
@@ -229,7 +232,7 @@ def src_prec(v):
     if isinstance(v, Dyn):
         return v.src, v.prec
     if isinstance(v, SList):
-        return "[" + ", ".join(src(i) for i in v.items) + "]", ATOM
+        return (v.source or "[" + ", ".join(src(i) for i in v.items) + "]"), ATOM
     if isinstance(v, Missing):
         raise Untranslatable(v.deps, "a dimension that is known only when the tensor exists")
     raise Untranslatable(deps(v), f"{type(v).__name__} has no constructor-time value")
