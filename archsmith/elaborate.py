@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import keyword
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import networkx as nx
@@ -98,7 +98,6 @@ class Scope:
         self.file = file
         self.instance = instance
         self.vars: dict = {}
-        self.origins: dict = {}  # name -> symbol of the instance that its value came from
         self.layer_name = None  # in a def: the name its layer gets
         self.site_span = None  # in a def: where it is used, where its layer's errors are reported
 
@@ -116,8 +115,6 @@ class Elaborator:
         self.stack: list = []  # block definitions being instantiated, to catch recursion
         self.constants: dict = {}  # id(Assign) -> value
         self._evaluating: set = set()
-        self.var = "x"  # the spec variable the current statement assigns
-        self.conds: list = []  # (If, branch taken) around the statement being run, in this block
         self.iterations = 0
 
     # ---------------------------------------------------------------- entry point
@@ -155,8 +152,7 @@ class Elaborator:
                 args.append((name, value, None, None))
         root = self._instantiate(defn, args, x, "", model.span, scope)
         self._add_node("output", {}, [root.output], root.output.shape, model.span, "", None)
-        return Model(model.name, model, root, self.graph, input_shape, root.output.shape, root.params,
-                     dict(overrides), self)
+        return Model(model.name, model, root, self.graph, input_shape, root.output.shape, root.params, self)
 
     # ---------------------------------------------------------------- errors and lookups
 
@@ -203,8 +199,7 @@ class Elaborator:
 
     def _eval_Name(self, e, scope):
         if e.id in scope.vars:
-            value = scope.vars[e.id]
-            return replace(value, via=e.id) if isinstance(value, Tensor) else value
+            return scope.vars[e.id]
         if e.id in scope.file.scope:
             defn = scope.file.scope[e.id]
             if isinstance(defn, ast.Assign):
@@ -233,7 +228,7 @@ class Elaborator:
 
     def _eval_ListComp(self, e, scope):
         items = self._iterable(e.iterable, scope)
-        saved = scope.vars.get(e.var, _MISSING), scope.origins.pop(e.var, None)
+        saved = scope.vars.get(e.var, _MISSING), None
         out = []
         for v in items:
             scope.vars[e.var] = v
@@ -257,7 +252,7 @@ class Elaborator:
         left, right = self.eval(e.left, scope), self.eval(e.right, scope)
         if isinstance(left, Tensor) or isinstance(right, Tensor):
             if e.op in ("+", "*") and isinstance(left, Tensor) and isinstance(right, Tensor):
-                return self._functional("add" if e.op == "+" else "mul", [left, right], {}, {}, e.span, scope)
+                return self._functional("add" if e.op == "+" else "mul", [left, right], {}, e.span, scope)
             raise self._err(f"`{e.op}` cannot combine {type_name(left)} and {type_name(right)}", e.span, scope.file,
                             hint="tensors combine with `+` (add) and `*` (mul)" if e.op in "+*" else None)
         return self._scalar_op(e.op, left, right, e.span, scope)
@@ -444,8 +439,8 @@ class Elaborator:
                             e.span, scope.file)
         if prim.inputs != "many" and len(tensors) > 1:
             raise self._err(f"`{prim.name}` takes one tensor, got {len(tensors)}", e.span, scope.file)
-        attrs, origins = self._bind_primitive(prim, rest, e, scope)
-        return self._functional(prim.name, tensors, attrs, origins, e.span, scope)
+        attrs = self._bind_primitive(prim, rest, e, scope)
+        return self._functional(prim.name, tensors, attrs, e.span, scope)
 
     # ---------------------------------------------------------------- argument binding
 
@@ -475,20 +470,17 @@ class Elaborator:
     def _bind_primitive(self, prim, args, e, scope):
         params = [(p.name, p.default) for p in prim.params]
         bound = self._bind(f"`{prim.name}`", params, args, e.span, scope)
-        attrs, origins = {}, {}
+        attrs = {}
         for p in prim.params:
             if p.name in bound:
                 value, expr = bound[p.name]
                 span = expr.span if expr is not None else e.span
                 attrs[p.name] = self._check_kind(prim, p, value, span, scope)
-                origin = _origin(expr, scope)
-                if origin:
-                    origins[p.name] = origin
             elif p.default is REQUIRED:
                 raise self._err(f"`{prim.name}` needs `{p.name}`", e.span, scope.file)
             else:
                 attrs[p.name] = p.default
-        return attrs, origins
+        return attrs
 
     def _check_kind(self, prim, p, value, span, scope):
         ok = {
@@ -591,30 +583,8 @@ class Elaborator:
             path = self._child_path(scope, seq, name)
             inst = self._instantiate(target, args, x, path, call.span, scope)
             layer = Layer(name, "block", call.span, path, instance=inst, in_shape=x.shape, out_shape=inst.output.shape)
-            layer.origins = self._arg_origins(target, args, scope)
-            if x.origin:
-                layer.origins[inst.input_symbol] = x.origin
-            return self._register(layer, x, inst.output.shape, scope, seq, call.span,
-                                  out=replace(inst.output, origin=self._outer_origin(inst, layer, x), via=None))
+            return self._register(layer, x, inst.output.shape, scope, seq, call.span, out=inst.output)
         return self._apply_primitive(target, args, name, x, scope, seq, call)
-
-    def _outer_origin(self, inst, layer, x):
-        """The caller's symbol for a block's output channels: the block's symbol, translated back."""
-        symbol = inst.output.origin
-        if symbol == inst.input_symbol:
-            return x.origin
-        return layer.origins.get(symbol)
-
-    def _arg_origins(self, defn, args, scope):
-        """Which of the caller's symbols each argument of a block instance came from."""
-        names = [p.name for p in defn.params]
-        out = {}
-        for i, (name, value, span, expr) in enumerate(args):
-            pname = name or (names[i] if i < len(names) else None)
-            origin = _origin(expr, scope)
-            if pname and origin:
-                out[pname] = origin
-        return out
 
     def _expand_def(self, defn: ast.LayerDef, args, name, x, scope, seq, call):
         if defn in self.stack:
@@ -622,7 +592,7 @@ class Elaborator:
         params = self._param_defaults(defn)
         bound = self._bind(f"`{defn.name}`", params, args, call.span, scope)
         inner = Scope(defn.file, scope.instance)
-        self._bind_params(defn, bound, inner, call.span, scope, origins_from=scope)
+        self._bind_params(defn, bound, inner, call.span, scope)
         item = defn.layer
         inner_name = name
         if inner_name is None and item.name is not None:
@@ -638,14 +608,10 @@ class Elaborator:
     def _param_defaults(self, defn):
         return [(p.name, p.default) for p in defn.params]
 
-    def _bind_params(self, defn, bound, inner: Scope, call_span, caller: Scope, origins_from=None):
+    def _bind_params(self, defn, bound, inner: Scope, call_span, caller: Scope):
         for p in defn.params:
             if p.name in bound:
-                value, expr = bound[p.name]
-                if origins_from is not None:
-                    origin = _origin(expr, origins_from)
-                    if origin:
-                        inner.origins[p.name] = origin
+                value, _ = bound[p.name]
             elif p.default is not None:
                 value = self.eval(p.default, inner)
             else:
@@ -661,40 +627,38 @@ class Elaborator:
             if tensors:
                 raise self._err(f"`{prim.name}` takes its tensor from `|`, not as an argument", tensors[0][2],
                                 scope.file)
-            attrs, origins = self._bind_primitive(prim, args, call, scope)
+            attrs = self._bind_primitive(prim, args, call, scope)
         else:
             extra = []
             for a in tensors:
                 extra.extend(a[1] if isinstance(a[1], list) else [a[1]])
-            attrs, origins = self._bind_primitive(prim, [a for a in args if a not in tensors], call, scope)
+            attrs = self._bind_primitive(prim, [a for a in args if a not in tensors], call, scope)
             if name is not None:
                 raise self._err(f"`{prim.name}` has no module, so it cannot be named", call.span, scope.file)
-            return self._functional(prim.name, [x] + extra, attrs, origins, call.span, scope)
+            return self._functional(prim.name, [x] + extra, attrs, call.span, scope)
         if prim.torch_class is None:
             if name is not None or seq is not None:
                 raise self._err(f"`{prim.name}` is a function, not a layer, so it cannot be "
                                 f"{'named' if name is not None else 'part of a seq'}", call.span, scope.file)
-            return self._functional(prim.name, [x], attrs, origins, call.span, scope)
+            return self._functional(prim.name, [x], attrs, call.span, scope)
         if name is None and seq is None:
             if prim.has_weights:
                 raise self._err(f"a `{prim.name}` has weights, so it needs a name, which becomes its checkpoint key",
                                 call.span, scope.file, hint=f"write `name: {prim.name}(...)`")
-            return self._functional(prim.name, [x], attrs, origins, call.span, scope)
+            return self._functional(prim.name, [x], attrs, call.span, scope)
         name = self._child_name(name, seq, call.span, scope)
-        attrs, origins = self._infer_attrs(prim, attrs, origins, x)
+        attrs = self._infer_attrs(prim, attrs, x)
         out_shape = self._shape(prim, attrs, [x.shape], call.span, scope)
         layer = Layer(name, "prim", call.span, self._child_path(scope, seq, name), prim=prim, attrs=attrs,
-                      origins=origins, in_shape=x.shape, out_shape=out_shape)
+                      in_shape=x.shape, out_shape=out_shape)
         return self._register(layer, x, out_shape, scope, seq, call.span)
 
-    def _infer_attrs(self, prim, attrs, origins, x):
-        attrs, origins = dict(attrs), dict(origins)
+    def _infer_attrs(self, prim, attrs, x):
+        attrs = dict(attrs)
         for attr, dim in prim.inferred:
             if dim < len(x.shape):
                 attrs[attr] = x.shape[dim]
-                if x.origin:
-                    origins[attr] = x.origin
-        return attrs, origins
+        return attrs
 
     def _shape(self, prim, attrs, shapes, span, scope):
         try:
@@ -724,24 +688,21 @@ class Elaborator:
         else:
             result = self._run_layer(layer, x, layer.out_shape, span, scope)
         if seq is None:
-            self._step(inst, Step("apply", self.var, [x.key], [result.key], [x.via], layer=layer, span=span))
+            self._step(inst, Step("apply", [x.key], [result.key], layer=layer, span=span))
         return result
 
     def _run_layer(self, layer, x, out_shape, span, scope):
         """Add the graph node of a primitive layer applied to x."""
         node = self._add_node(layer.prim.name, layer.attrs, [x], out_shape, span,
                               scope.instance.path if scope.instance else "", layer.path)
-        origin = layer.origins.get("out_channels") or layer.origins.get("out_features")
-        if layer.prim.name not in ("conv2d", "linear"):
-            origin = x.origin if out_shape[:1] == x.shape[:1] else None
-        return Tensor(node, 0, out_shape, origin)
+        return Tensor(node, 0, out_shape)
 
     def _apply_layer(self, layer, x, span, scope):
         """Apply an already declared layer again (`| relu`)."""
         if layer.kind != "prim":
             raise self._err(f"`{layer.name}` is a {layer.kind}, which can be applied only where it is declared",
                             span, scope.file, notes=[("declared here", layer.span)])
-        attrs, origins = self._infer_attrs(layer.prim, layer.attrs, layer.origins, x)
+        attrs = self._infer_attrs(layer.prim, layer.attrs, x)
         if attrs != layer.attrs:
             changed = [k for k in attrs if attrs[k] != layer.attrs.get(k)]
             raise self._err(f"`{layer.name}` was built for input {fmt_shape(layer.in_shape)} but is applied to "
@@ -749,7 +710,7 @@ class Elaborator:
                             notes=[("declared here", layer.span)])
         out_shape = self._shape(layer.prim, attrs, [x.shape], span, scope)
         result = self._run_layer(layer, x, out_shape, span, scope)
-        self._step(scope.instance, Step("apply", self.var, [x.key], [result.key], [x.via], layer=layer, span=span))
+        self._step(scope.instance, Step("apply", [x.key], [result.key], layer=layer, span=span))
         return result
 
     def _apply_seq(self, body: ast.Seq, name, x, scope, parent_seq, span):
@@ -765,7 +726,7 @@ class Elaborator:
             raise self._err("this `seq` is empty", span, scope.file)
         layer.out_shape = y.shape
         if parent_seq is None:
-            self._step(inst, Step("apply", self.var, [x.key], [y.key], [x.via], layer=layer, span=span))
+            self._step(inst, Step("apply", [x.key], [y.key], layer=layer, span=span))
         return y
 
     def _run_seq_body(self, stmts, x, scope, seq):
@@ -778,11 +739,9 @@ class Elaborator:
                 if isinstance(value, Tensor) or _has_tensor(value):
                     raise self._err("a `seq` holds layers; tensors are not assigned in it", s.span, scope.file)
                 scope.vars[s.target] = value
-                scope.origins.pop(s.target, None)
             elif isinstance(s, ast.For):
                 for v in self._iterable(s.iterable, scope):
                     scope.vars[s.var] = v
-                    scope.origins.pop(s.var, None)
                     x = self._run_seq_body(s.body, x, scope, seq)
             elif isinstance(s, ast.If):
                 x = self._run_seq_body(self._branch(s, scope), x, scope, seq)
@@ -792,17 +751,13 @@ class Elaborator:
         return x
 
     def _branch(self, s: ast.If, scope):
-        return self._choose(s, scope)[1]
-
-    def _choose(self, s: ast.If, scope):
-        """(index of the branch taken, its body); the `else` is index len(branches)."""
-        for i, (cond, body) in enumerate(s.branches):
+        """The body of the branch whose condition holds (the `else`, or nothing, if none does)."""
+        for cond, body in s.branches:
             if self._truth(self.eval(cond, scope), cond.span, scope):
-                return i, body
-        return len(s.branches), s.orelse or []
+                return body
+        return s.orelse or []
 
     def _step(self, inst, step):
-        step.conds = tuple(self.conds)
         inst.steps.append(step)
 
     def _declare(self, layer, scope, seq, span):
@@ -815,12 +770,11 @@ class Elaborator:
         if existing is not None:
             raise self._err(f"a layer named `{layer.name}` is already declared in `{inst.block.name}`", span,
                             scope.file, notes=[("declared here", existing.span)])
-        layer.conds = tuple(self.conds)
         inst.layers.append(layer)
 
     # ---------------------------------------------------------------- functional ops
 
-    def _functional(self, op, tensors, attrs, origins, span, scope):
+    def _functional(self, op, tensors, attrs, span, scope):
         prim = PRIMITIVES[op]
         inst = scope.instance
         if inst is None:
@@ -834,11 +788,9 @@ class Elaborator:
         if listed:
             results = [Tensor(node, i, s) for i, s in enumerate(out)]
         else:
-            origin = tensors[0].origin if op in ("add", "mul") or out[:1] == tensors[0].shape[:1] else None
-            results = [Tensor(node, 0, out, origin)]
-        self._step(inst, Step("func", self.var, [t.key for t in tensors], [r.key for r in results],
-                               [t.via for t in tensors], prim=prim,
-                               attrs=attrs, origins=origins, listed=listed, span=span))
+            results = [Tensor(node, 0, out)]
+        self._step(inst, Step("func", [t.key for t in tensors], [r.key for r in results], prim=prim, attrs=attrs,
+                              span=span))
         return results if listed else results[0]
 
     # ---------------------------------------------------------------- blocks
@@ -853,21 +805,13 @@ class Elaborator:
         scope = Scope(defn.file, inst)
         self._bind_params(defn, bound, scope, call_span, caller)
         inst.params = dict(scope.vars)
-        for name, value in inst.params.items():
-            if _is_scalar(value):
-                scope.origins[name] = name
-        inst.input_symbol = "in_channels" if "in_channels" not in inst.params else "in_channels_"
-        inst.input = Tensor(x.node, x.index, x.shape, inst.input_symbol)
+        inst.input = x
         scope.vars["x"] = inst.input
-        singles = _single_assignments(defn.body)
         self.stack.append(defn)
-        saved_var, saved_conds = self.var, self.conds
-        self.conds = []
         try:
-            result = self._run_block_body(defn.body, scope, singles)
+            result = self._run_block_body(defn.body, scope)
         finally:
             self.stack.pop()
-            self.var, self.conds = saved_var, saved_conds
         if result is _MISSING:
             raise self._err(f"block `{defn.name}` has no `return`", defn.span, defn.file,
                             hint="end the block with `return` and the tensor it outputs")
@@ -882,35 +826,23 @@ class Elaborator:
         return self._err(f"`{defn.name}` uses itself: {' -> '.join(chain)}", span, scope.file,
                          hint="a block cannot contain an instance of itself")
 
-    def _run_block_body(self, stmts, scope, singles):
+    def _run_block_body(self, stmts, scope):
         for s in stmts:
             if isinstance(s, ast.Assign):
-                self.var = s.target
                 value = self.eval(s.value, scope)
                 if isinstance(value, Tensor) and isinstance(s.value, ast.Name):
-                    self._step(scope.instance, Step("alias", s.target, [value.key], [value.key], [value.via], span=s.span))
+                    self._step(scope.instance, Step("alias", [value.key], [value.key], span=s.span))
                 scope.vars[s.target] = value
-                scope.origins.pop(s.target, None)
-                if s.target in singles and _is_scalar(value):
-                    scope.origins[s.target] = s.target
-                    scope.instance.lets[s.target] = (value, s.value)
             elif isinstance(s, ast.Return):
-                self.var = _leftmost_name(s.value) or "out"
                 return self.eval(s.value, scope), s.value.span
             elif isinstance(s, ast.If):
-                index, body = self._choose(s, scope)
-                self.conds.append((s, index))
-                try:
-                    result = self._run_block_body(body, scope, singles)
-                finally:
-                    self.conds.pop()
+                result = self._run_block_body(self._branch(s, scope), scope)
                 if result is not _MISSING:
                     return result
             elif isinstance(s, ast.For):
                 for v in self._iterable(s.iterable, scope):
                     scope.vars[s.var] = v
-                    scope.origins.pop(s.var, None)
-                    result = self._run_block_body(s.body, scope, singles)
+                    result = self._run_block_body(s.body, scope)
                     if result is not _MISSING:
                         return result
             elif isinstance(s, ast.LayerStmt):
@@ -931,19 +863,6 @@ def _find_layer(inst, name):
     return None
 
 
-def _leftmost_name(e):
-    """`x` in `return x | fc: linear(...)`: the variable a returned expression starts from."""
-    while isinstance(e, ast.Pipe):
-        e = e.source
-    return e.id if isinstance(e, ast.Name) else None
-
-
-def _origin(expr, scope):
-    if isinstance(expr, ast.Name):
-        return scope.origins.get(expr.id)
-    return None
-
-
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -958,28 +877,6 @@ def _is_scalar(v):
 
 def _has_tensor(v):
     return isinstance(v, list) and any(isinstance(i, Tensor) or _has_tensor(i) for i in v)
-
-
-def _single_assignments(stmts) -> set:
-    """Names assigned exactly once in a block body, outside loops: they can name a value in generated code."""
-    counts, in_loops = {}, set()
-
-    def walk(body, looped):
-        for s in body:
-            if isinstance(s, ast.Assign):
-                counts[s.target] = counts.get(s.target, 0) + 1
-                if looped:
-                    in_loops.add(s.target)
-            elif isinstance(s, ast.If):
-                for _, b in s.branches:
-                    walk(b, looped)
-                walk(s.orelse or [], looped)
-            elif isinstance(s, ast.For):
-                in_loops.add(s.var)
-                walk(s.body, True)
-
-    walk(stmts, False)
-    return {n for n, c in counts.items() if c == 1 and n not in in_loops and n != "x"}
 
 
 def evaluate(text: str):

@@ -1,5 +1,17 @@
-"""What elaboration produces: a tree of block instances, each with its layers and its forward steps,
-over one networkx DiGraph of primitive ops (nodes) and tensors (edges)."""
+"""What elaboration hands to the passes and backends: a tree of block instances, each with its
+layers and its forward steps, over one networkx DiGraph of primitive ops (nodes) and tensors (edges).
+
+Everything here is a value of one model: sizes are numbers, conditions have been decided, loops
+unrolled. The PyTorch backend writes classes from the syntax tree instead (`backends.classgen`);
+it uses instances only to know which blocks are used with which arguments.
+
+Graph nodes are numbered in the order they were added (a topological order) and carry: `op` (a
+primitive's name, or "input"/"output"), `attrs` (its bound arguments, with those taken from the input
+shape, such as a conv's `in_channels`), `inputs` (the keys of the tensors it reads, in order),
+`shape` (the per-sample output shape; a list of them for split/chunk), `span` (where the spec wrote
+it), `scope` (the dotted path of the block instance it belongs to) and `module` (the checkpoint-key
+prefix of the layer it applies, None for a functional op). An edge carries the tensor's `shape` and
+the input `ports` of the reader it feeds."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,12 +22,10 @@ import networkx as nx
 
 @dataclass
 class Tensor:
-    """A value in the dataflow: output `index` of graph node `node`."""
+    """A value in the dataflow: output `index` of graph node `node`, of per-sample `shape`."""
     node: int
     index: int
     shape: tuple
-    origin: Optional[str] = None  # the owning block's symbol for its channel count, if any
-    via: Optional[str] = None  # the spec variable it was read from, where it was read from one
 
     @property
     def key(self):
@@ -29,49 +39,43 @@ class Layer:
     kind: str  # "prim", "seq" or "block"
     span: object
     path: str  # dotted module path from the model: the checkpoint key prefix
-    prim: object = None
-    attrs: dict = field(default_factory=dict)
-    origins: dict = field(default_factory=dict)  # attr -> symbol of the owning block it came from
-    children: list = field(default_factory=list)  # seq
-    instance: Optional["Instance"] = None  # block
+    prim: object = None  # primitives.Primitive, for kind "prim"
+    attrs: dict = field(default_factory=dict)  # the primitive's arguments, as in the graph node
+    children: list = field(default_factory=list)  # Layers, for kind "seq"
+    instance: Optional["Instance"] = None  # for kind "block"
     in_shape: tuple = ()
     out_shape: tuple = ()
-    conds: tuple = ()  # the (If, branch taken) it was declared under in its block
 
 
 @dataclass
 class Step:
-    """One line of a forward: apply `layer` (or functional `prim`) to `inputs`, giving `outputs`."""
+    """One line of a forward: apply `layer` (or the functional `prim`) to `inputs`, giving `outputs`;
+    an "alias" step is `y = x` between tensor variables."""
     kind: str  # "apply", "func" or "alias"
-    var: str  # the spec variable the result is assigned to
     inputs: list  # tensor keys; for "alias", the aliased key
     outputs: list  # tensor keys (several for split/chunk)
-    input_vars: list = field(default_factory=list)  # the spec variables the inputs were read from
     layer: Optional[Layer] = None
     prim: object = None
-    attrs: dict = field(default_factory=dict)
-    origins: dict = field(default_factory=dict)
-    listed: bool = False  # the op returns a list (split/chunk)
+    attrs: dict = field(default_factory=dict)  # a functional op's arguments
     span: object = None
-    conds: tuple = ()  # the (If, branch taken) it ran under in its block
 
 
 @dataclass
 class Instance:
-    """One instantiation of a block definition."""
+    """One instantiation of a block definition: the arguments it was bound to (after defaults), the
+    layers it declared in order, and the steps its body ran."""
     block: object  # ast.BlockDef
-    path: str
-    params: dict
-    lets: dict = field(default_factory=dict)  # symbol name -> (value, expression) for single-assignment scalars
+    path: str  # dotted module path from the model ("" for the root)
+    params: dict  # parameter name -> value (ints, floats, bools, strings, lists, elaborate.BlockRef)
     layers: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     input: Optional[Tensor] = None
     output: Optional[Tensor] = None
-    input_symbol: str = "in_channels"
 
 
 @dataclass
 class Model:
+    """One `model` line elaborated."""
     name: str
     definition: object  # ast.ModelDef
     root: Instance
@@ -79,5 +83,4 @@ class Model:
     input_shape: tuple
     output_shape: tuple
     params: dict  # the root block's bound parameters
-    overrides: dict = field(default_factory=dict)  # the parameters given to `compile`
     elaborator: object = None  # what made it, to make it again with other parameters

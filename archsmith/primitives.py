@@ -7,7 +7,7 @@ Shape rules raise `ShapeError`; elaboration attaches the span.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 REQUIRED = object()

@@ -8,7 +8,6 @@ weights. The reference runs the elaborated graph op by op (`graph_reference`), n
 Values the elaborator rejects (a width that groups do not divide, say) are not cases."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest

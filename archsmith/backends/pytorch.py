@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..elaborate import BlockRef
 from ..ir import Instance, Model
-from .classgen import MODULE_NAMES, RESERVED, ClassSource, Namespace, Translator
+from .classgen import RESERVED, ClassSource, Namespace, Translator
 from .values import IN, SPATIAL, Untranslatable, literal
 
 MAX_ROUNDS = 1000

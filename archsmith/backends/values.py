@@ -199,7 +199,7 @@ def ternary(cond, then, orelse):
         return then
     if isinstance(then, Missing) or isinstance(orelse, Missing):
         return Missing(deps(cond) | deps(then) | deps(orelse))
-    (t, tp), (c, cp), (o, op) = src_prec(then), src_prec(cond), src_prec(orelse)
+    (t, tp), (c, cp), (o, _) = src_prec(then), src_prec(cond), src_prec(orelse)
     return Dyn(f"{wrap(t, tp, 1)} if {wrap(c, cp, 1)} else {o}", 0, deps(cond) | deps(then) | deps(orelse))
 
 
