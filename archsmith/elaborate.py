@@ -25,13 +25,25 @@ MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make t
 MAX_LENGTH = 1_000_000  # items in a list or characters in a string
 MAX_INT = 2 ** 63
 
-# Attributes of nn.Module that a submodule name would shadow.
-RESERVED_LAYER_NAMES = {
-    "forward", "training", "parameters", "buffers", "children", "modules", "state_dict", "load_state_dict",
-    "to", "cuda", "cpu", "eval", "train", "apply", "zero_grad", "named_parameters", "named_modules",
-    "named_children", "named_buffers", "register_buffer", "register_parameter", "add_module", "type",
-    "half", "float", "double", "extra_repr", "get_submodule", "requires_grad_", "dump_patches",
-}
+# Attributes of nn.Module (torch 2.13: its methods and what its constructor sets) that a submodule
+# name would shadow; kept here so that checking a spec needs no torch.
+RESERVED_LAYER_NAMES = frozenset("""
+T_destination _apply _backward_hooks _backward_pre_hooks _buffers _call_impl _compiled_call_impl
+_forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs _forward_pre_hooks
+_forward_pre_hooks_with_kwargs _get_backward_hooks _get_backward_pre_hooks _get_name
+_is_full_backward_hook _load_from_state_dict _load_state_dict_post_hooks _load_state_dict_pre_hooks
+_maybe_warn_non_full_backward_hook _modules _named_members _non_persistent_buffers_set _parameters
+_register_load_state_dict_pre_hook _register_state_dict_hook _replicate_for_data_parallel
+_save_to_state_dict _slow_forward _state_dict_hooks _state_dict_pre_hooks _version
+_wrapped_call_impl add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+get_submodule half ipu load_state_dict modules mtia named_buffers named_children named_modules
+named_parameters parameters register_backward_hook register_buffer register_forward_hook
+register_forward_pre_hook register_full_backward_hook register_full_backward_pre_hook
+register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
+set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
+""".split())
 TENSOR_ATTRS = ("channels", "height", "width", "shape")
 
 
@@ -504,6 +516,8 @@ class Elaborator:
                 raise self._err(f"`{p.name}` of `{prim.name}` must be {what}, got {value}", span, scope.file)
         if p.kind == "float" and value is not None:
             value = float(value)
+            if not math.isfinite(value):
+                raise self._err(f"`{p.name}` of `{prim.name}` must be a finite number, got {value}", span, scope.file)
         return value
 
     # ---------------------------------------------------------------- layers
@@ -539,6 +553,10 @@ class Elaborator:
         if name in RESERVED_LAYER_NAMES:
             raise self._err(f"a layer named `{name}` would hide nn.Module.{name}", ln.span, scope.file,
                             hint="choose another name")
+        if name.startswith("__"):
+            raise self._err(f"a layer named `{name}` would be renamed by Python inside the generated class "
+                            f"(`self.{name}` is stored as `_ClassName{name}`), changing its checkpoint key",
+                            ln.span, scope.file, hint="use at most one leading underscore")
         return name
 
     def _apply_call(self, call: ast.Call, name, x, scope, seq, item):

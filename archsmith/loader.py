@@ -95,6 +95,8 @@ def _own_definitions(file: ast.SourceFile) -> dict:
 def resolve_spec(spec: str, loader: Optional[Loader] = None):
     """A path, .arch text or the name of a bundled model -> (loader, file, model name or None)."""
     loader = loader or Loader()
+    if _is_file(spec):  # an existing file wins, whatever its name holds
+        return loader, loader.load_path(spec), None
     if "\n" in spec or "{" in spec:
         return loader, loader.load_text(spec), None
     if spec.endswith(".arch") or os.path.sep in spec or os.path.exists(spec):
@@ -105,6 +107,13 @@ def resolve_spec(spec: str, loader: Optional[Loader] = None):
             return loader, file, spec
     raise SpecError(f"`{spec}` is neither a .arch file nor a bundled model",
                     hint=_model_hint(spec, loader))
+
+
+def _is_file(spec: str) -> bool:
+    try:
+        return os.path.isfile(spec)
+    except (OSError, ValueError):  # too long a name, a NUL in it
+        return False
 
 
 def _model_hint(name, loader):

@@ -135,3 +135,11 @@ def test_class_equals_the_block_elaborated_at_other_arguments(source, cls, param
 def _model_def(block):
     from archsmith import ast
     return ast.ModelDef("case", block.name, [], None, block.span, block.span, file=block.file)
+
+
+@pytest.mark.parametrize("source", [s for s in SOURCES if s not in ("resnet.arch", "vgg.arch")])
+def test_each_factory_builds_its_own_model(source):
+    """A file's models may share classes; each factory still builds its own model (`wide()` is not
+    `small()`)."""
+    from test_names import check_source
+    check_source(elaborate_models(SOURCES[source]))

@@ -78,7 +78,7 @@ def literal(v) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(literal(i) for i in v) + "]"
     if isinstance(v, float) and not math.isfinite(v):
-        raise ValueError(f"{v} is not a finite number")
+        return f'float("{v}")'  # repr would write `inf`, which is no Python name
     return repr(v)
 
 
