@@ -74,7 +74,7 @@ def _shape(text):
 
 def _value(text: str):
     """A --set value, read as a .arch expression: an int, float, bool, string or list."""
-    from .elaborate import evaluate
+    from .evaluate import evaluate
     try:
         return evaluate(text)
     except SpecError:

@@ -1,29 +1,23 @@
-"""Elaboration: evaluate a model's parameters, loops, conditionals and block instances into a tree of
-`ir.Instance`s over one networkx graph of primitive ops, inferring every shape as it goes (blocks may
-read their input's shape, so shapes are known while the graph is built).
-
-Spec text is evaluated here by walking the syntax tree; nothing is handed to Python's eval."""
+"""Elaboration: run a model's blocks, layers, seqs and defs into a tree of `ir.Instance`s over one
+networkx graph of primitive ops, inferring every shape as it goes (blocks may read their input's
+shape, so shapes are known while the graph is built). Expressions are evaluated by the `Evaluator`
+this builds on (`evaluate.py`)."""
 from __future__ import annotations
 
-import copy
 import keyword
-import math
-from dataclasses import dataclass
 from typing import Optional
 
 import networkx as nx
 
 from . import ast
-from .errors import SpecError, did_you_mean
+from .errors import did_you_mean
+from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor,
+                       is_int, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
 from .primitives import PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 
 MAX_NODES = 200_000
-MAX_RANGE = 100_000
 MAX_DEPTH = 64
-MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make the compiler hang
-MAX_LENGTH = 1_000_000  # items in a list or characters in a string
-MAX_INT = 2 ** 63
 
 # Attributes of nn.Module (torch 2.13: its methods and what its constructor sets) that a submodule
 # name would shadow; kept here so that checking a spec needs no torch.
@@ -44,90 +38,15 @@ register_load_state_dict_post_hook register_load_state_dict_pre_hook register_mo
 register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
 set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
 """.split())
-TENSOR_ATTRS = ("channels", "height", "width", "shape")
 
 
-@dataclass(frozen=True)
-class BlockRef:
-    """A block or layer definition used as a value, e.g. ResNet's `block` parameter."""
-    defn: object
+class Elaborator(Evaluator):
+    """Builds one model's graph and instance tree from its `model` line."""
 
-    def __repr__(self):
-        return self.defn.name
-
-
-class Builtin:
-    def __init__(self, name, fn, arity):
-        self.name, self.fn, self.arity = name, fn, arity
-
-
-def _range(*a):
-    r = range(*a)
-    if len(r) > MAX_RANGE:
-        raise ValueError(f"range of {len(r)} items is larger than the limit of {MAX_RANGE}")
-    return list(r)
-
-
-BUILTINS = {b.name: b for b in [
-    Builtin("range", _range, (1, 3)), Builtin("len", len, (1, 1)), Builtin("sum", sum, (1, 1)),
-    Builtin("min", min, (1, 99)), Builtin("max", max, (1, 99)), Builtin("abs", abs, (1, 1)),
-    Builtin("round", round, (1, 2)), Builtin("int", int, (1, 1)), Builtin("float", float, (1, 1)),
-    Builtin("str", lambda v: _format(v), (1, 1)), Builtin("ceil", math.ceil, (1, 1)),
-    Builtin("floor", math.floor, (1, 1)), Builtin("sqrt", math.sqrt, (1, 1)),
-]}
-
-
-def _format(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def type_name(v) -> str:
-    if isinstance(v, bool):
-        return "a bool"
-    if isinstance(v, int):
-        return "an int"
-    if isinstance(v, float):
-        return "a float"
-    if isinstance(v, str):
-        return "a string"
-    if v is None:
-        return "none"
-    if isinstance(v, Tensor):
-        return "a tensor"
-    if isinstance(v, list):
-        return "a list of tensors" if v and all(isinstance(t, Tensor) for t in v) else "a list"
-    if isinstance(v, BlockRef):
-        return "a block"
-    return type(v).__name__
-
-
-class Scope:
-    """Names visible while evaluating one block instance (or def, or constant)."""
-
-    def __init__(self, file, instance: Optional[Instance] = None):
-        self.file = file
-        self.instance = instance
-        self.vars: dict = {}
-        self.layer_name = None  # in a def: the name its layer gets
-        self.site_span = None  # in a def: where it is used, where its layer's errors are reported
-
-    def derive(self, **changes) -> "Scope":
-        """The same names (shared, not copied) with some fields changed."""
-        out = copy.copy(self)
-        out.__dict__.update(changes)
-        return out
-
-
-class Elaborator:
     def __init__(self, loader):
-        self.loader = loader
+        super().__init__(loader)
         self.graph: nx.DiGraph = None
         self.stack: list = []  # block definitions being instantiated, to catch recursion
-        self.constants: dict = {}  # id(Assign) -> value
-        self._evaluating: set = set()
-        self.iterations = 0
 
     # ---------------------------------------------------------------- entry point
 
@@ -144,7 +63,7 @@ class Elaborator:
         if not given:
             input_shape = self.eval(model.input, scope)
         if not (isinstance(input_shape, (list, tuple)) and input_shape
-                and all(_is_int(d) and d > 0 for d in input_shape)):
+                and all(is_int(d) and d > 0 for d in input_shape)):
             message = f"the input shape must be a list of positive ints, like [3, 224, 224], not {input_shape!r}"
             raise self._err(message, None if given else model.input.span, file)
         input_shape = tuple(input_shape)
@@ -166,18 +85,6 @@ class Elaborator:
         self._add_node("output", {}, [root.output], root.output.shape, model.span, "", None)
         return Model(model.name, model, root, self.graph, input_shape, root.output.shape, root.params, self)
 
-    # ---------------------------------------------------------------- errors and lookups
-
-    def _err(self, message, span, file=None, hint=None, notes=()):
-        return SpecError(message, span, hint=hint, source=self._source(span, file), notes=notes)
-
-    def _source(self, span, file=None):
-        if file is not None and span is not None and file.path == span.path:
-            return file.text
-        for f in self.loader.files.values():
-            if span is not None and f.path == span.path:
-                return f.text
-        return None
 
     def _lookup_definition(self, name, span, file):
         if name in file.scope:
@@ -200,339 +107,19 @@ class Elaborator:
                 self.graph.add_edge(t.node, n, ports=[i], shape=t.shape)
         return n
 
-    # ---------------------------------------------------------------- expressions
-
-    def eval(self, e, scope: Scope):
-        method = getattr(self, "_eval_" + type(e).__name__)
-        return method(e, scope)
-
-    def _eval_Literal(self, e, scope):
-        return e.value
-
-    def _eval_Name(self, e, scope):
-        if e.id in scope.vars:
-            return scope.vars[e.id]
-        if e.id in scope.file.scope:
-            defn = scope.file.scope[e.id]
-            if isinstance(defn, ast.Assign):
-                return self._constant(defn)
-            return BlockRef(defn)
-        if e.id in PRIMITIVES:
-            return BlockRef(PRIMITIVES[e.id])
-        candidates = list(scope.vars) + list(scope.file.scope)
-        raise self._err(f"unknown name `{e.id}`", e.span, scope.file, hint=did_you_mean(e.id, candidates))
-
-    def _constant(self, assign):
-        key = id(assign)
-        if key not in self.constants:
-            if key in self._evaluating:
-                raise self._err(f"constant `{assign.target}` depends on itself", assign.span, assign.file)
-            self._evaluating.add(key)
-            value = self.eval(assign.value, Scope(assign.file))
-            if isinstance(value, Tensor) or _has_tensor(value):
-                raise self._err("a top-level constant cannot be a tensor", assign.span, assign.file)
-            self.constants[key] = value
-            self._evaluating.discard(key)
-        return self.constants[key]
-
-    def _eval_ListExpr(self, e, scope):
-        return [self.eval(i, scope) for i in e.items]
-
-    def _eval_ListComp(self, e, scope):
-        items = self._iterable(e.iterable, scope)
-        saved = scope.vars.get(e.var, _MISSING), None
-        out = []
-        for v in items:
-            scope.vars[e.var] = v
-            out.append(self.eval(e.item, scope))
-        if saved[0] is _MISSING:
-            scope.vars.pop(e.var, None)
-        else:
-            scope.vars[e.var] = saved[0]
-        return out
-
-    def _iterable(self, e, scope):
-        value = self.eval(e, scope)
-        if not isinstance(value, list):
-            raise self._err(f"cannot loop over {type_name(value)}", e.span, scope.file)
-        self.iterations += len(value)
-        if self.iterations > MAX_ITERATIONS:
-            raise self._err(f"the loops of this model run more than {MAX_ITERATIONS:,} times", e.span, scope.file)
-        return value
-
-    def _eval_BinOp(self, e, scope):
-        left, right = self.eval(e.left, scope), self.eval(e.right, scope)
-        if isinstance(left, Tensor) or isinstance(right, Tensor):
-            if e.op in ("+", "*") and isinstance(left, Tensor) and isinstance(right, Tensor):
-                return self._functional("add" if e.op == "+" else "mul", [left, right], {}, e.span, scope)
-            raise self._err(f"`{e.op}` cannot combine {type_name(left)} and {type_name(right)}", e.span, scope.file,
-                            hint="tensors combine with `+` (add) and `*` (mul)" if e.op in "+*" else None)
-        return self._scalar_op(e.op, left, right, e.span, scope)
-
-    def _scalar_op(self, op, left, right, span, scope):
-        result = self._scalar_value(op, left, right, span, scope)
-        if isinstance(result, (list, str)) and len(result) > MAX_LENGTH:
-            raise self._err(f"the result has more than {MAX_LENGTH:,} items", span, scope.file)
-        if _is_int(result) and abs(result) >= MAX_INT:
-            raise self._err("the result is too large a number", span, scope.file)
-        return result
-
-    def _scalar_value(self, op, left, right, span, scope):
-        for v in (left, right):
-            if isinstance(v, BlockRef):
-                raise self._err(f"`{op}` cannot be applied to the block `{v}`", span, scope.file)
-        try:
-            if op == "+":
-                return left + right
-            if op == "-":
-                return left - right
-            if op == "*":
-                if isinstance(left, (list, str)) or isinstance(right, (list, str)):
-                    items, n = (left, right) if isinstance(left, (list, str)) else (right, left)
-                    if _is_int(n) and len(items) * n > MAX_LENGTH:
-                        raise ValueError(f"the result has more than {MAX_LENGTH:,} items")
-                return left * right
-            if op == "/":
-                return left / right
-            if op == "//":
-                return left // right
-            if op == "%":
-                return left % right
-            if op == "**":
-                if _is_number(right) and abs(right) > 64:
-                    raise ValueError("the exponent is too large")
-                return left ** right
-            if op == "==":
-                return left == right
-            if op == "!=":
-                return left != right
-            return {"<": lambda: left < right, "<=": lambda: left <= right,
-                    ">": lambda: left > right, ">=": lambda: left >= right}[op]()
-        except ZeroDivisionError:
-            raise self._err("division by zero", span, scope.file) from None
-        except (TypeError, ValueError, OverflowError) as err:
-            detail = str(err) if isinstance(err, ValueError) else ""
-            raise self._err(detail or f"`{op}` cannot combine {type_name(left)} and {type_name(right)}",
-                            span, scope.file) from None
-
-    def _eval_UnaryOp(self, e, scope):
-        v = self.eval(e.operand, scope)
-        if e.op == "not":
-            return not self._truth(v, e.operand.span, scope)
-        if not _is_number(v):
-            raise self._err(f"cannot negate {type_name(v)}", e.span, scope.file)
-        return -v
-
-    def _truth(self, v, span, scope):
-        if isinstance(v, (Tensor, BlockRef)) or _has_tensor(v):
-            raise self._err(f"{type_name(v)} is not a condition", span, scope.file)
-        return bool(v)
-
-    def _eval_BoolOp(self, e, scope):
-        left = self._truth(self.eval(e.left, scope), e.left.span, scope)
-        if e.op == "and" and not left:
-            return False
-        if e.op == "or" and left:
-            return True
-        return self._truth(self.eval(e.right, scope), e.right.span, scope)
-
-    def _eval_Ternary(self, e, scope):
-        if self._truth(self.eval(e.cond, scope), e.cond.span, scope):
-            return self.eval(e.then, scope)
-        return self.eval(e.orelse, scope)
-
-    def _eval_Index(self, e, scope):
-        target, index = self.eval(e.target, scope), self.eval(e.index, scope)
-        if not isinstance(target, (list, str)):
-            raise self._err(f"cannot index {type_name(target)}", e.target.span, scope.file)
-        if not _is_int(index):
-            raise self._err(f"an index must be an int, not {type_name(index)}", e.index.span, scope.file)
-        if not -len(target) <= index < len(target):
-            raise self._err(f"index {index} is out of range for {type_name(target)} of length {len(target)}",
-                            e.index.span, scope.file)
-        return target[index]
-
-    def _eval_Slice(self, e, scope):
-        target = self.eval(e.target, scope)
-        if not isinstance(target, (list, str)):
-            raise self._err(f"cannot slice {type_name(target)}", e.target.span, scope.file)
-        bounds = []
-        for b in (e.start, e.stop):
-            v = None if b is None else self.eval(b, scope)
-            if v is not None and not _is_int(v):
-                raise self._err(f"a slice bound must be an int, not {type_name(v)}", b.span, scope.file)
-            bounds.append(v)
-        return target[bounds[0]:bounds[1]]
-
-    def _eval_Attr(self, e, scope):
-        target = self.eval(e.target, scope)
-        if not isinstance(target, Tensor):
-            raise self._err(f"{type_name(target)} has no attribute `{e.name}`", e.span, scope.file)
-        shape = target.shape
-        if e.name == "shape":
-            return list(shape)
-        if e.name == "channels":
-            return shape[0]
-        if e.name in ("height", "width"):
-            if len(shape) != 3:
-                raise self._err(f"a tensor of shape {fmt_shape(shape)} has no {e.name}", e.span, scope.file)
-            return shape[1] if e.name == "height" else shape[2]
-        raise self._err(f"a tensor has no attribute `{e.name}`", e.span, scope.file,
-                        hint=did_you_mean(e.name, TENSOR_ATTRS) or "tensors have channels, height, width and shape")
-
-    def _eval_Pipe(self, e, scope):
-        source = self.eval(e.source, scope)
-        if not isinstance(source, Tensor):
-            raise self._err(f"`|` sends a tensor into a layer, but this is {type_name(source)}", e.source.span,
-                            scope.file)
-        return self._apply_item(e.layer, source, scope)
-
-    def _eval_Seq(self, e, scope):
-        raise self._err("a `seq` is a layer: apply it to a tensor with `|`", e.span, scope.file)
-
-    def _eval_Call(self, e, scope):
-        name = e.func
-        inst = scope.instance
-        declared = _find_layer(inst, name) if inst is not None and name not in scope.vars else None
-        if declared is not None:
-            inputs = [self.eval(a.value, scope) for a in e.args]
-            if len(inputs) != 1 or not isinstance(inputs[0], Tensor) or any(a.name for a in e.args):
-                raise self._err(f"`{name}` is a layer: call it with one tensor, `{name}(x)`", e.span, scope.file)
-            return self._apply_layer(declared, inputs[0], e.span, scope)
-        if name in scope.vars:
-            value = scope.vars[name]
-            if isinstance(value, BlockRef) and isinstance(value.defn, ast.BlockDef):
-                raise self._err(f"blocks are applied with `|`: write `x | name: {name}(...)`", e.span, scope.file)
-            raise self._err(f"`{name}` is {type_name(value)}, not something to call", e.func_span, scope.file)
-        if name in scope.file.scope:
-            defn = scope.file.scope[name]
-            if isinstance(defn, ast.Assign):
-                raise self._err(f"`{name}` is a constant, not something to call", e.func_span, scope.file)
-            raise self._err(f"`{name}` is a layer definition: apply it with `|`, as in `x | name: {name}(...)`",
-                            e.span, scope.file)
-        if name in BUILTINS:
-            return self._call_builtin(BUILTINS[name], e, scope)
-        if name in PRIMITIVES:
-            return self._call_primitive(PRIMITIVES[name], e, scope)
-        candidates = list(scope.vars) + list(scope.file.scope) + list(PRIMITIVES) + list(BUILTINS)
-        raise self._err(f"unknown function `{name}`", e.func_span, scope.file, hint=did_you_mean(name, candidates))
-
-    def _call_builtin(self, b, e, scope):
-        if any(a.name for a in e.args):
-            raise self._err(f"`{b.name}` takes no keyword arguments", e.span, scope.file)
-        values = [self.eval(a.value, scope) for a in e.args]
-        lo, hi = b.arity
-        if not lo <= len(values) <= hi:
-            want = f"{lo}" if lo == hi else f"{lo} to {hi}"
-            raise self._err(f"`{b.name}` takes {want} argument{'s' if hi > 1 else ''}, got {len(values)}", e.span,
-                            scope.file)
-        for v, a in zip(values, e.args):
-            if isinstance(v, (Tensor, BlockRef)) or _has_tensor(v):
-                raise self._err(f"`{b.name}` cannot take {type_name(v)}", a.span, scope.file)
-        try:
-            return b.fn(*values)
-        except (TypeError, ValueError, OverflowError) as err:
-            raise self._err(f"`{b.name}`: {err}", e.span, scope.file) from None
-
-    def _call_primitive(self, prim, e, scope):
-        """`relu(x)`, `add(a, b)`, `concat(xs)`: a primitive applied in an expression, with no module."""
-        tensors, rest = [], []
-        for a in e.args:
-            v = self.eval(a.value, scope)
-            is_tensors = isinstance(v, Tensor) or (isinstance(v, list) and v and all(isinstance(t, Tensor) for t in v))
-            if a.name is None and is_tensors and not rest:
-                tensors.extend(v if isinstance(v, list) else [v])
-            else:
-                if isinstance(v, Tensor) or _has_tensor(v):
-                    raise self._err(f"tensors go first in a call of `{prim.name}`", a.span, scope.file)
-                rest.append((a.name, v, a.span, a.value))
-        if not tensors:
-            raise self._err(f"`{prim.name}` needs a tensor to work on; apply it with `|` or pass the tensor first",
-                            e.span, scope.file)
-        if prim.inputs != "many" and len(tensors) > 1:
-            raise self._err(f"`{prim.name}` takes one tensor, got {len(tensors)}", e.span, scope.file)
-        attrs = self._bind_primitive(prim, rest, e, scope)
-        return self._functional(prim.name, tensors, attrs, e.span, scope)
-
-    # ---------------------------------------------------------------- argument binding
-
-    def _eval_args(self, args, scope):
-        return [(a.name, self.eval(a.value, scope), a.span, a.value) for a in args]
-
-    def _bind(self, what, params, args, call_span, scope):
-        """Match evaluated args [(name|None, value, span, expr)] to params [(name, default)] -> {name: (value, expr)}."""
-        names = [p[0] for p in params]
-        bound = {}
-        positional = [a for a in args if a[0] is None]
-        if len(positional) > len(params):
-            extra = positional[len(params)]
-            raise self._err(f"{what} takes at most {len(params)} argument{'s' if len(params) != 1 else ''}, "
-                            f"got {len(positional)}", extra[2] or call_span, scope.file)
-        for (name, default), arg in zip(params, positional):
-            bound[name] = (arg[1], arg[3])
-        for name, value, span, expr in (a for a in args if a[0] is not None):
-            if name not in names:
-                raise self._err(f"{what} has no parameter `{name}`", span or call_span, scope.file,
-                                hint=did_you_mean(name, names))
-            if name in bound:
-                raise self._err(f"{what} got `{name}` twice", span or call_span, scope.file)
-            bound[name] = (value, expr)
-        return bound
-
-    def _bind_primitive(self, prim, args, e, scope):
-        params = [(p.name, p.default) for p in prim.params]
-        bound = self._bind(f"`{prim.name}`", params, args, e.span, scope)
-        attrs = {}
-        for p in prim.params:
-            if p.name in bound:
-                value, expr = bound[p.name]
-                span = expr.span if expr is not None else e.span
-                attrs[p.name] = self._check_kind(prim, p, value, span, scope)
-            elif p.default is REQUIRED:
-                raise self._err(f"`{prim.name}` needs `{p.name}`", e.span, scope.file)
-            else:
-                attrs[p.name] = p.default
-        return attrs
-
-    def _check_kind(self, prim, p, value, span, scope):
-        ok = {
-            "int": _is_int(value),
-            "float": _is_number(value),
-            "bool": isinstance(value, bool),
-            "pair": _is_int(value) or (isinstance(value, list) and len(value) == 2 and all(map(_is_int, value))),
-            "ints": isinstance(value, list) and all(map(_is_int, value)),
-            "str": isinstance(value, str),
-        }[p.kind]
-        if value is None and p.default is None:
-            ok = True
-        if not ok:
-            want = {"int": "an int", "float": "a number", "bool": "a bool (true/false)",
-                    "pair": "an int or a list of two ints", "ints": "a list of ints", "str": "a string"}[p.kind]
-            raise self._err(f"`{p.name}` of `{prim.name}` must be {want}, not {type_name(value)}", span, scope.file)
-        if p.kind in ("int", "pair") and value is not None:
-            least = p.least
-            if min(value if isinstance(value, list) else [value]) < least:
-                what = "at least 0" if least == 0 else "positive"
-                raise self._err(f"`{p.name}` of `{prim.name}` must be {what}, got {value}", span, scope.file)
-        if p.kind == "float" and value is not None:
-            value = float(value)
-            if not math.isfinite(value):
-                raise self._err(f"`{p.name}` of `{prim.name}` must be a finite number, got {value}", span, scope.file)
-        return value
-
     # ---------------------------------------------------------------- layers
 
     def _apply_item(self, item: ast.LayerItem, x: Tensor, scope: Scope, seq: Optional[Layer] = None) -> Tensor:
         """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`."""
         name = self._layer_name(item.name, scope) if item.name else scope.layer_name
         if item.name and seq is None and scope.instance is not None:
-            existing = _find_layer(scope.instance, name)
+            existing = find_layer(scope.instance, name)
             if existing is not None and not (isinstance(item.target, ast.Name) and item.target.id == name):
                 raise self._err(f"a layer named `{name}` is already declared in `{scope.instance.block.name}`",
                                 item.name.span, scope.file, notes=[("declared here", existing.span)])
         target = item.target
         if isinstance(target, ast.Name):
-            existing = _find_layer(scope.instance, target.id) if seq is None and scope.instance else None
+            existing = find_layer(scope.instance, target.id) if seq is None and scope.instance else None
             if existing is not None and name is None and target.id not in scope.vars:
                 return self._apply_layer(existing, x, target.span, scope)
             target = ast.Call(target.id, [], target.span, target.span)
@@ -540,14 +127,15 @@ class Elaborator:
             return self._apply_seq(target, name, x, scope, seq, item.span)
         return self._apply_call(target, name, x, scope, seq, item)
 
+
     def _layer_name(self, ln: ast.LayerName, scope) -> str:
         name = ln.base
         if ln.suffix is not None:
             v = self.eval(ln.suffix, scope)
-            if not (_is_int(v) or isinstance(v, str)):
+            if not (is_int(v) or isinstance(v, str)):
                 raise self._err(f"a layer name can interpolate an int or a string, not {type_name(v)}",
                                 ln.suffix.span, scope.file)
-            name += _format(v)
+            name += format_value(v)
         if not name.isidentifier() or keyword.iskeyword(name):
             raise self._err(f"`{name}` is not a valid layer name", ln.span, scope.file)
         if name in RESERVED_LAYER_NAMES:
@@ -559,10 +147,11 @@ class Elaborator:
                             ln.span, scope.file, hint="use at most one leading underscore")
         return name
 
+
     def _apply_call(self, call: ast.Call, name, x, scope, seq, item):
         fname = call.func
         if scope.instance is not None and seq is None and fname not in scope.vars:
-            declared = _find_layer(scope.instance, fname)
+            declared = find_layer(scope.instance, fname)
             if declared is not None:
                 raise self._err(f"`{fname}` is a layer already declared here; apply it again with `| {fname}`",
                                 call.span, scope.file, notes=[("declared here", declared.span)])
@@ -604,6 +193,7 @@ class Elaborator:
             return self._register(layer, x, inst.output.shape, scope, seq, call.span, out=inst.output)
         return self._apply_primitive(target, args, name, x, scope, seq, call)
 
+
     def _expand_def(self, defn: ast.LayerDef, args, name, x, scope, seq, call):
         if defn in self.stack:
             raise self._recursion(defn, call.span, scope)
@@ -623,24 +213,11 @@ class Elaborator:
         finally:
             self.stack.pop()
 
-    def _param_defaults(self, defn):
-        return [(p.name, p.default) for p in defn.params]
-
-    def _bind_params(self, defn, bound, inner: Scope, call_span, caller: Scope):
-        for p in defn.params:
-            if p.name in bound:
-                value, _ = bound[p.name]
-            elif p.default is not None:
-                value = self.eval(p.default, inner)
-            else:
-                raise self._err(f"`{defn.name}` needs `{p.name}`", call_span, caller.file,
-                                notes=[(f"`{defn.name}` is defined here", defn.span)])
-            inner.vars[p.name] = value
 
     def _apply_primitive(self, prim, args, name, x, scope, seq, call):
         if scope.site_span is not None:  # a def's layer: its shape errors belong to where the def is used
             call = ast.Call(call.func, call.args, scope.site_span, scope.site_span)
-        tensors = [a for a in args if isinstance(a[1], Tensor) or _has_tensor(a[1])]
+        tensors = [a for a in args if isinstance(a[1], Tensor) or has_tensor(a[1])]
         if prim.inputs == "one" or prim.torch_class is not None:
             if tensors:
                 raise self._err(f"`{prim.name}` takes its tensor from `|`, not as an argument", tensors[0][2],
@@ -671,6 +248,7 @@ class Elaborator:
                       in_shape=x.shape, out_shape=out_shape)
         return self._register(layer, x, out_shape, scope, seq, call.span)
 
+
     def _infer_attrs(self, prim, attrs, x):
         attrs = dict(attrs)
         for attr, dim in prim.inferred:
@@ -678,11 +256,13 @@ class Elaborator:
                 attrs[attr] = x.shape[dim]
         return attrs
 
+
     def _shape(self, prim, attrs, shapes, span, scope):
         try:
             return prim.shape(attrs, shapes)
         except ShapeError as err:
             raise self._err(str(err), span, scope.file) from None
+
 
     def _child_name(self, name, seq, span=None, scope=None):
         if seq is None:
@@ -693,9 +273,11 @@ class Elaborator:
             raise self._err(f"this seq already has a layer named `{name}`", span, scope.file if scope else None)
         return name
 
+
     def _child_path(self, scope, seq, name):
         base = seq.path if seq is not None else (scope.instance.path if scope.instance else "")
         return f"{base}.{name}" if base else name
+
 
     def _register(self, layer, x, out_shape, scope, seq, span, out=None):
         """Declare `layer` in its block or seq and apply it to x."""
@@ -709,11 +291,13 @@ class Elaborator:
             self._step(inst, Step("apply", [x.key], [result.key], layer=layer, span=span))
         return result
 
+
     def _run_layer(self, layer, x, out_shape, span, scope):
         """Add the graph node of a primitive layer applied to x."""
         node = self._add_node(layer.prim.name, layer.attrs, [x], out_shape, span,
                               scope.instance.path if scope.instance else "", layer.path)
         return Tensor(node, 0, out_shape)
+
 
     def _apply_layer(self, layer, x, span, scope):
         """Apply an already declared layer again (`| relu`)."""
@@ -731,6 +315,7 @@ class Elaborator:
         self._step(scope.instance, Step("apply", [x.key], [result.key], layer=layer, span=span))
         return result
 
+
     def _apply_seq(self, body: ast.Seq, name, x, scope, parent_seq, span):
         if name is None and parent_seq is None:
             raise self._err("a `seq` needs a name, which becomes its checkpoint key", span, scope.file,
@@ -747,6 +332,7 @@ class Elaborator:
             self._step(inst, Step("apply", [x.key], [y.key], layer=layer, span=span))
         return y
 
+
     def _run_seq_body(self, stmts, x, scope, seq):
         for s in stmts:
             if isinstance(s, ast.LayerStmt):
@@ -754,7 +340,7 @@ class Elaborator:
                 x = self._apply_item(s.item, x, scope.derive(layer_name=None, site_span=None), seq)
             elif isinstance(s, ast.Assign):
                 value = self.eval(s.value, scope)
-                if isinstance(value, Tensor) or _has_tensor(value):
+                if isinstance(value, Tensor) or has_tensor(value):
                     raise self._err("a `seq` holds layers; tensors are not assigned in it", s.span, scope.file)
                 scope.vars[s.target] = value
             elif isinstance(s, ast.For):
@@ -768,15 +354,10 @@ class Elaborator:
                                 scope.file)
         return x
 
-    def _branch(self, s: ast.If, scope):
-        """The body of the branch whose condition holds (the `else`, or nothing, if none does)."""
-        for cond, body in s.branches:
-            if self._truth(self.eval(cond, scope), cond.span, scope):
-                return body
-        return s.orelse or []
 
     def _step(self, inst, step):
         inst.steps.append(step)
+
 
     def _declare(self, layer, scope, seq, span):
         """Add `layer` to its seq, or to its block under the conditions it was declared in."""
@@ -784,7 +365,7 @@ class Elaborator:
             seq.children.append(layer)
             return
         inst = scope.instance
-        existing = _find_layer(inst, layer.name)
+        existing = find_layer(inst, layer.name)
         if existing is not None:
             raise self._err(f"a layer named `{layer.name}` is already declared in `{inst.block.name}`", span,
                             scope.file, notes=[("declared here", existing.span)])
@@ -830,7 +411,7 @@ class Elaborator:
             result = self._run_block_body(defn.body, scope)
         finally:
             self.stack.pop()
-        if result is _MISSING:
+        if result is MISSING:
             raise self._err(f"block `{defn.name}` has no `return`", defn.span, defn.file,
                             hint="end the block with `return` and the tensor it outputs")
         result, span = result
@@ -839,10 +420,12 @@ class Elaborator:
         inst.output = result
         return inst
 
+
     def _recursion(self, defn, span, scope):
         chain = [d.name for d in self.stack[self.stack.index(defn):]] + [defn.name]
         return self._err(f"`{defn.name}` uses itself: {' -> '.join(chain)}", span, scope.file,
                          hint="a block cannot contain an instance of itself")
+
 
     def _run_block_body(self, stmts, scope):
         for s in stmts:
@@ -855,54 +438,17 @@ class Elaborator:
                 return self.eval(s.value, scope), s.value.span
             elif isinstance(s, ast.If):
                 result = self._run_block_body(self._branch(s, scope), scope)
-                if result is not _MISSING:
+                if result is not MISSING:
                     return result
             elif isinstance(s, ast.For):
                 for v in self._iterable(s.iterable, scope):
                     scope.vars[s.var] = v
                     result = self._run_block_body(s.body, scope)
-                    if result is not _MISSING:
+                    if result is not MISSING:
                         return result
             elif isinstance(s, ast.LayerStmt):
                 raise self._err("a layer on its own line has no input here", s.span, scope.file,
                                 hint="apply it to a tensor: `x = x | name: ...`, or put it in a `seq { ... }`")
-        return _MISSING
+        return MISSING
 
 
-_MISSING = object()
-
-
-def _find_layer(inst, name):
-    if inst is None:
-        return None
-    for layer in inst.layers:
-        if layer.name == name:
-            return layer
-    return None
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_scalar(v):
-    return isinstance(v, (int, float, bool, str))
-
-
-def _has_tensor(v):
-    return isinstance(v, list) and any(isinstance(i, Tensor) or _has_tensor(i) for i in v)
-
-
-def evaluate(text: str):
-    """The value of one .arch expression that needs no block, e.g. `[64, 128] * 2`."""
-    from .loader import Loader
-    loader = Loader()
-    file = loader.load_text(f"value = {text}\n", "<value>")
-    value = Elaborator(loader)._constant(file.constants[0])
-    if isinstance(value, BlockRef):
-        raise SpecError(f"`{text}` is a block, not a value")
-    return value

@@ -17,7 +17,7 @@ from torch import nn
 import archsmith
 from archsmith.backends.pytorch import emit
 from archsmith.compiler import elaborate_models
-from archsmith.elaborate import BlockRef
+from archsmith.evaluate import BlockRef
 
 from graph_reference import expected_state, run_graph
 import test_constructs as constructs

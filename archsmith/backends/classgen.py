@@ -23,7 +23,8 @@ from typing import Optional
 
 from .. import ast
 from ..queries import names_in, walk
-from ..elaborate import BUILTINS, RESERVED_LAYER_NAMES, BlockRef
+from ..elaborate import RESERVED_LAYER_NAMES
+from ..evaluate import BUILTINS, BlockRef
 from ..primitives import PRIMITIVES, REQUIRED, Primitive, ShapeError, _spatial, pair
 from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, SList, TVal, Untranslatable, binop, boolop,
                      call, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)

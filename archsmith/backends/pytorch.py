@@ -14,7 +14,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..elaborate import BlockRef
+from ..evaluate import BlockRef
 from ..ir import Instance, Model
 from .classgen import RESERVED, ClassSource, Namespace, Translator
 from .values import IN, SPATIAL, Untranslatable, literal

@@ -1,0 +1,529 @@
+"""Evaluation of .arch expressions by walking the syntax tree (nothing is handed to Python's eval):
+the values (numbers, bools, strings, lists, blocks used as values, the tensors of a model being
+built), the names a scope sees, the built-in functions, the binding of arguments to parameters, and
+the limits that keep a spec from hanging the compiler.
+
+An `Evaluator` alone evaluates top-level constants and `--set` values. The operations on tensors (a
+pipe, a declared layer called, `+` of two tensors) belong to its subclass `elaborate.Elaborator`,
+which builds the graph: they are reached only through a tensor, and only the Elaborator makes one."""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from . import ast
+from .errors import SpecError, did_you_mean
+from .ir import Instance, Tensor
+from .primitives import PRIMITIVES, REQUIRED, fmt_shape
+
+MAX_RANGE = 100_000
+MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make the compiler hang
+MAX_LENGTH = 1_000_000  # items in a list or characters in a string
+MAX_INT = 2 ** 63
+TENSOR_ATTRS = ("channels", "height", "width", "shape")
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block or layer definition used as a value, e.g. ResNet's `block` parameter."""
+    defn: object
+
+    def __repr__(self):
+        return self.defn.name
+
+
+class Builtin:
+    def __init__(self, name, fn, arity):
+        self.name, self.fn, self.arity = name, fn, arity
+
+
+def _range(*a):
+    r = range(*a)
+    if len(r) > MAX_RANGE:
+        raise ValueError(f"range of {len(r)} items is larger than the limit of {MAX_RANGE}")
+    return list(r)
+
+
+BUILTINS = {b.name: b for b in [
+    Builtin("range", _range, (1, 3)), Builtin("len", len, (1, 1)), Builtin("sum", sum, (1, 1)),
+    Builtin("min", min, (1, 99)), Builtin("max", max, (1, 99)), Builtin("abs", abs, (1, 1)),
+    Builtin("round", round, (1, 2)), Builtin("int", int, (1, 1)), Builtin("float", float, (1, 1)),
+    Builtin("str", lambda v: format_value(v), (1, 1)), Builtin("ceil", math.ceil, (1, 1)),
+    Builtin("floor", math.floor, (1, 1)), Builtin("sqrt", math.sqrt, (1, 1)),
+]}
+
+
+def format_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def type_name(v) -> str:
+    if isinstance(v, bool):
+        return "a bool"
+    if isinstance(v, int):
+        return "an int"
+    if isinstance(v, float):
+        return "a float"
+    if isinstance(v, str):
+        return "a string"
+    if v is None:
+        return "none"
+    if isinstance(v, Tensor):
+        return "a tensor"
+    if isinstance(v, list):
+        return "a list of tensors" if v and all(isinstance(t, Tensor) for t in v) else "a list"
+    if isinstance(v, BlockRef):
+        return "a block"
+    return type(v).__name__
+
+
+class Scope:
+    """Names visible while evaluating one block instance (or def, or constant)."""
+
+    def __init__(self, file, instance: Optional[Instance] = None):
+        self.file = file
+        self.instance = instance
+        self.vars: dict = {}
+        self.layer_name = None  # in a def: the name its layer gets
+        self.site_span = None  # in a def: where it is used, where its layer's errors are reported
+
+    def derive(self, **changes) -> "Scope":
+        """The same names (shared, not copied) with some fields changed."""
+        out = copy.copy(self)
+        out.__dict__.update(changes)
+        return out
+
+
+class Evaluator:
+    """Evaluates expressions in a `Scope`; errors are `SpecError`s at the expression's span."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.constants: dict = {}  # id(Assign) -> value
+        self._evaluating: set = set()
+        self.iterations = 0
+
+    # ---------------------------------------------------------------- errors and lookups
+
+    def _err(self, message, span, file=None, hint=None, notes=()):
+        return SpecError(message, span, hint=hint, source=self._source(span, file), notes=notes)
+
+
+    def _source(self, span, file=None):
+        if file is not None and span is not None and file.path == span.path:
+            return file.text
+        for f in self.loader.files.values():
+            if span is not None and f.path == span.path:
+                return f.text
+        return None
+
+    # ---------------------------------------------------------------- expressions
+
+    def eval(self, e, scope: Scope):
+        method = getattr(self, "_eval_" + type(e).__name__)
+        return method(e, scope)
+
+
+    def _eval_Literal(self, e, scope):
+        return e.value
+
+
+    def _eval_Name(self, e, scope):
+        if e.id in scope.vars:
+            return scope.vars[e.id]
+        if e.id in scope.file.scope:
+            defn = scope.file.scope[e.id]
+            if isinstance(defn, ast.Assign):
+                return self._constant(defn)
+            return BlockRef(defn)
+        if e.id in PRIMITIVES:
+            return BlockRef(PRIMITIVES[e.id])
+        candidates = list(scope.vars) + list(scope.file.scope)
+        raise self._err(f"unknown name `{e.id}`", e.span, scope.file, hint=did_you_mean(e.id, candidates))
+
+
+    def _constant(self, assign):
+        key = id(assign)
+        if key not in self.constants:
+            if key in self._evaluating:
+                raise self._err(f"constant `{assign.target}` depends on itself", assign.span, assign.file)
+            self._evaluating.add(key)
+            value = self.eval(assign.value, Scope(assign.file))
+            if isinstance(value, Tensor) or has_tensor(value):
+                raise self._err("a top-level constant cannot be a tensor", assign.span, assign.file)
+            self.constants[key] = value
+            self._evaluating.discard(key)
+        return self.constants[key]
+
+
+    def _eval_ListExpr(self, e, scope):
+        return [self.eval(i, scope) for i in e.items]
+
+
+    def _eval_ListComp(self, e, scope):
+        items = self._iterable(e.iterable, scope)
+        saved = scope.vars.get(e.var, MISSING), None
+        out = []
+        for v in items:
+            scope.vars[e.var] = v
+            out.append(self.eval(e.item, scope))
+        if saved[0] is MISSING:
+            scope.vars.pop(e.var, None)
+        else:
+            scope.vars[e.var] = saved[0]
+        return out
+
+
+    def _iterable(self, e, scope):
+        value = self.eval(e, scope)
+        if not isinstance(value, list):
+            raise self._err(f"cannot loop over {type_name(value)}", e.span, scope.file)
+        self.iterations += len(value)
+        if self.iterations > MAX_ITERATIONS:
+            raise self._err(f"the loops of this model run more than {MAX_ITERATIONS:,} times", e.span, scope.file)
+        return value
+
+
+    def _eval_BinOp(self, e, scope):
+        left, right = self.eval(e.left, scope), self.eval(e.right, scope)
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            if e.op in ("+", "*") and isinstance(left, Tensor) and isinstance(right, Tensor):
+                return self._functional("add" if e.op == "+" else "mul", [left, right], {}, e.span, scope)
+            raise self._err(f"`{e.op}` cannot combine {type_name(left)} and {type_name(right)}", e.span, scope.file,
+                            hint="tensors combine with `+` (add) and `*` (mul)" if e.op in "+*" else None)
+        return self._scalar_op(e.op, left, right, e.span, scope)
+
+
+    def _scalar_op(self, op, left, right, span, scope):
+        result = self._scalar_value(op, left, right, span, scope)
+        if isinstance(result, (list, str)) and len(result) > MAX_LENGTH:
+            raise self._err(f"the result has more than {MAX_LENGTH:,} items", span, scope.file)
+        if is_int(result) and abs(result) >= MAX_INT:
+            raise self._err("the result is too large a number", span, scope.file)
+        return result
+
+
+    def _scalar_value(self, op, left, right, span, scope):
+        for v in (left, right):
+            if isinstance(v, BlockRef):
+                raise self._err(f"`{op}` cannot be applied to the block `{v}`", span, scope.file)
+        try:
+            if op == "+":
+                return left + right
+            if op == "-":
+                return left - right
+            if op == "*":
+                if isinstance(left, (list, str)) or isinstance(right, (list, str)):
+                    items, n = (left, right) if isinstance(left, (list, str)) else (right, left)
+                    if is_int(n) and len(items) * n > MAX_LENGTH:
+                        raise ValueError(f"the result has more than {MAX_LENGTH:,} items")
+                return left * right
+            if op == "/":
+                return left / right
+            if op == "//":
+                return left // right
+            if op == "%":
+                return left % right
+            if op == "**":
+                if is_number(right) and abs(right) > 64:
+                    raise ValueError("the exponent is too large")
+                return left ** right
+            if op == "==":
+                return left == right
+            if op == "!=":
+                return left != right
+            return {"<": lambda: left < right, "<=": lambda: left <= right,
+                    ">": lambda: left > right, ">=": lambda: left >= right}[op]()
+        except ZeroDivisionError:
+            raise self._err("division by zero", span, scope.file) from None
+        except (TypeError, ValueError, OverflowError) as err:
+            detail = str(err) if isinstance(err, ValueError) else ""
+            raise self._err(detail or f"`{op}` cannot combine {type_name(left)} and {type_name(right)}",
+                            span, scope.file) from None
+
+
+    def _eval_UnaryOp(self, e, scope):
+        v = self.eval(e.operand, scope)
+        if e.op == "not":
+            return not self._truth(v, e.operand.span, scope)
+        if not is_number(v):
+            raise self._err(f"cannot negate {type_name(v)}", e.span, scope.file)
+        return -v
+
+
+    def _truth(self, v, span, scope):
+        if isinstance(v, (Tensor, BlockRef)) or has_tensor(v):
+            raise self._err(f"{type_name(v)} is not a condition", span, scope.file)
+        return bool(v)
+
+
+    def _eval_BoolOp(self, e, scope):
+        left = self._truth(self.eval(e.left, scope), e.left.span, scope)
+        if e.op == "and" and not left:
+            return False
+        if e.op == "or" and left:
+            return True
+        return self._truth(self.eval(e.right, scope), e.right.span, scope)
+
+
+    def _eval_Ternary(self, e, scope):
+        if self._truth(self.eval(e.cond, scope), e.cond.span, scope):
+            return self.eval(e.then, scope)
+        return self.eval(e.orelse, scope)
+
+
+    def _eval_Index(self, e, scope):
+        target, index = self.eval(e.target, scope), self.eval(e.index, scope)
+        if not isinstance(target, (list, str)):
+            raise self._err(f"cannot index {type_name(target)}", e.target.span, scope.file)
+        if not is_int(index):
+            raise self._err(f"an index must be an int, not {type_name(index)}", e.index.span, scope.file)
+        if not -len(target) <= index < len(target):
+            raise self._err(f"index {index} is out of range for {type_name(target)} of length {len(target)}",
+                            e.index.span, scope.file)
+        return target[index]
+
+
+    def _eval_Slice(self, e, scope):
+        target = self.eval(e.target, scope)
+        if not isinstance(target, (list, str)):
+            raise self._err(f"cannot slice {type_name(target)}", e.target.span, scope.file)
+        bounds = []
+        for b in (e.start, e.stop):
+            v = None if b is None else self.eval(b, scope)
+            if v is not None and not is_int(v):
+                raise self._err(f"a slice bound must be an int, not {type_name(v)}", b.span, scope.file)
+            bounds.append(v)
+        return target[bounds[0]:bounds[1]]
+
+
+    def _eval_Attr(self, e, scope):
+        target = self.eval(e.target, scope)
+        if not isinstance(target, Tensor):
+            raise self._err(f"{type_name(target)} has no attribute `{e.name}`", e.span, scope.file)
+        shape = target.shape
+        if e.name == "shape":
+            return list(shape)
+        if e.name == "channels":
+            return shape[0]
+        if e.name in ("height", "width"):
+            if len(shape) != 3:
+                raise self._err(f"a tensor of shape {fmt_shape(shape)} has no {e.name}", e.span, scope.file)
+            return shape[1] if e.name == "height" else shape[2]
+        raise self._err(f"a tensor has no attribute `{e.name}`", e.span, scope.file,
+                        hint=did_you_mean(e.name, TENSOR_ATTRS) or "tensors have channels, height, width and shape")
+
+
+    def _eval_Pipe(self, e, scope):
+        source = self.eval(e.source, scope)
+        if not isinstance(source, Tensor):
+            raise self._err(f"`|` sends a tensor into a layer, but this is {type_name(source)}", e.source.span,
+                            scope.file)
+        return self._apply_item(e.layer, source, scope)
+
+
+    def _eval_Seq(self, e, scope):
+        raise self._err("a `seq` is a layer: apply it to a tensor with `|`", e.span, scope.file)
+
+
+    def _eval_Call(self, e, scope):
+        name = e.func
+        inst = scope.instance
+        declared = find_layer(inst, name) if inst is not None and name not in scope.vars else None
+        if declared is not None:
+            inputs = [self.eval(a.value, scope) for a in e.args]
+            if len(inputs) != 1 or not isinstance(inputs[0], Tensor) or any(a.name for a in e.args):
+                raise self._err(f"`{name}` is a layer: call it with one tensor, `{name}(x)`", e.span, scope.file)
+            return self._apply_layer(declared, inputs[0], e.span, scope)
+        if name in scope.vars:
+            value = scope.vars[name]
+            if isinstance(value, BlockRef) and isinstance(value.defn, ast.BlockDef):
+                raise self._err(f"blocks are applied with `|`: write `x | name: {name}(...)`", e.span, scope.file)
+            raise self._err(f"`{name}` is {type_name(value)}, not something to call", e.func_span, scope.file)
+        if name in scope.file.scope:
+            defn = scope.file.scope[name]
+            if isinstance(defn, ast.Assign):
+                raise self._err(f"`{name}` is a constant, not something to call", e.func_span, scope.file)
+            raise self._err(f"`{name}` is a layer definition: apply it with `|`, as in `x | name: {name}(...)`",
+                            e.span, scope.file)
+        if name in BUILTINS:
+            return self._call_builtin(BUILTINS[name], e, scope)
+        if name in PRIMITIVES:
+            return self._call_primitive(PRIMITIVES[name], e, scope)
+        candidates = list(scope.vars) + list(scope.file.scope) + list(PRIMITIVES) + list(BUILTINS)
+        raise self._err(f"unknown function `{name}`", e.func_span, scope.file, hint=did_you_mean(name, candidates))
+
+
+    def _call_builtin(self, b, e, scope):
+        if any(a.name for a in e.args):
+            raise self._err(f"`{b.name}` takes no keyword arguments", e.span, scope.file)
+        values = [self.eval(a.value, scope) for a in e.args]
+        lo, hi = b.arity
+        if not lo <= len(values) <= hi:
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}"
+            raise self._err(f"`{b.name}` takes {want} argument{'s' if hi > 1 else ''}, got {len(values)}", e.span,
+                            scope.file)
+        for v, a in zip(values, e.args):
+            if isinstance(v, (Tensor, BlockRef)) or has_tensor(v):
+                raise self._err(f"`{b.name}` cannot take {type_name(v)}", a.span, scope.file)
+        try:
+            return b.fn(*values)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise self._err(f"`{b.name}`: {err}", e.span, scope.file) from None
+
+
+    def _call_primitive(self, prim, e, scope):
+        """`relu(x)`, `add(a, b)`, `concat(xs)`: a primitive applied in an expression, with no module."""
+        tensors, rest = [], []
+        for a in e.args:
+            v = self.eval(a.value, scope)
+            is_tensors = isinstance(v, Tensor) or (isinstance(v, list) and v and all(isinstance(t, Tensor) for t in v))
+            if a.name is None and is_tensors and not rest:
+                tensors.extend(v if isinstance(v, list) else [v])
+            else:
+                if isinstance(v, Tensor) or has_tensor(v):
+                    raise self._err(f"tensors go first in a call of `{prim.name}`", a.span, scope.file)
+                rest.append((a.name, v, a.span, a.value))
+        if not tensors:
+            raise self._err(f"`{prim.name}` needs a tensor to work on; apply it with `|` or pass the tensor first",
+                            e.span, scope.file)
+        if prim.inputs != "many" and len(tensors) > 1:
+            raise self._err(f"`{prim.name}` takes one tensor, got {len(tensors)}", e.span, scope.file)
+        attrs = self._bind_primitive(prim, rest, e, scope)
+        return self._functional(prim.name, tensors, attrs, e.span, scope)
+
+    # ---------------------------------------------------------------- argument binding
+
+    def _eval_args(self, args, scope):
+        return [(a.name, self.eval(a.value, scope), a.span, a.value) for a in args]
+
+
+    def _bind(self, what, params, args, call_span, scope):
+        """Match evaluated args [(name|None, value, span, expr)] to params [(name, default)] -> {name: (value, expr)}."""
+        names = [p[0] for p in params]
+        bound = {}
+        positional = [a for a in args if a[0] is None]
+        if len(positional) > len(params):
+            extra = positional[len(params)]
+            raise self._err(f"{what} takes at most {len(params)} argument{'s' if len(params) != 1 else ''}, "
+                            f"got {len(positional)}", extra[2] or call_span, scope.file)
+        for (name, default), arg in zip(params, positional):
+            bound[name] = (arg[1], arg[3])
+        for name, value, span, expr in (a for a in args if a[0] is not None):
+            if name not in names:
+                raise self._err(f"{what} has no parameter `{name}`", span or call_span, scope.file,
+                                hint=did_you_mean(name, names))
+            if name in bound:
+                raise self._err(f"{what} got `{name}` twice", span or call_span, scope.file)
+            bound[name] = (value, expr)
+        return bound
+
+
+    def _bind_primitive(self, prim, args, e, scope):
+        params = [(p.name, p.default) for p in prim.params]
+        bound = self._bind(f"`{prim.name}`", params, args, e.span, scope)
+        attrs = {}
+        for p in prim.params:
+            if p.name in bound:
+                value, expr = bound[p.name]
+                span = expr.span if expr is not None else e.span
+                attrs[p.name] = self._check_kind(prim, p, value, span, scope)
+            elif p.default is REQUIRED:
+                raise self._err(f"`{prim.name}` needs `{p.name}`", e.span, scope.file)
+            else:
+                attrs[p.name] = p.default
+        return attrs
+
+
+    def _check_kind(self, prim, p, value, span, scope):
+        ok = {
+            "int": is_int(value),
+            "float": is_number(value),
+            "bool": isinstance(value, bool),
+            "pair": is_int(value) or (isinstance(value, list) and len(value) == 2 and all(map(is_int, value))),
+            "ints": isinstance(value, list) and all(map(is_int, value)),
+            "str": isinstance(value, str),
+        }[p.kind]
+        if value is None and p.default is None:
+            ok = True
+        if not ok:
+            want = {"int": "an int", "float": "a number", "bool": "a bool (true/false)",
+                    "pair": "an int or a list of two ints", "ints": "a list of ints", "str": "a string"}[p.kind]
+            raise self._err(f"`{p.name}` of `{prim.name}` must be {want}, not {type_name(value)}", span, scope.file)
+        if p.kind in ("int", "pair") and value is not None:
+            least = p.least
+            if min(value if isinstance(value, list) else [value]) < least:
+                what = "at least 0" if least == 0 else "positive"
+                raise self._err(f"`{p.name}` of `{prim.name}` must be {what}, got {value}", span, scope.file)
+        if p.kind == "float" and value is not None:
+            value = float(value)
+            if not math.isfinite(value):
+                raise self._err(f"`{p.name}` of `{prim.name}` must be a finite number, got {value}", span, scope.file)
+        return value
+
+
+    def _param_defaults(self, defn):
+        return [(p.name, p.default) for p in defn.params]
+
+
+    def _bind_params(self, defn, bound, inner: Scope, call_span, caller: Scope):
+        for p in defn.params:
+            if p.name in bound:
+                value, _ = bound[p.name]
+            elif p.default is not None:
+                value = self.eval(p.default, inner)
+            else:
+                raise self._err(f"`{defn.name}` needs `{p.name}`", call_span, caller.file,
+                                notes=[(f"`{defn.name}` is defined here", defn.span)])
+            inner.vars[p.name] = value
+
+
+    def _branch(self, s: ast.If, scope):
+        """The body of the branch whose condition holds (the `else`, or nothing, if none does)."""
+        for cond, body in s.branches:
+            if self._truth(self.eval(cond, scope), cond.span, scope):
+                return body
+        return s.orelse or []
+
+
+MISSING = object()
+
+
+def find_layer(inst, name):
+    if inst is None:
+        return None
+    for layer in inst.layers:
+        if layer.name == name:
+            return layer
+    return None
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_scalar(v):
+    return isinstance(v, (int, float, bool, str))
+
+
+def has_tensor(v):
+    return isinstance(v, list) and any(isinstance(i, Tensor) or has_tensor(i) for i in v)
+
+
+def evaluate(text: str):
+    """The value of one .arch expression that needs no block, e.g. `[64, 128] * 2`."""
+    from .loader import Loader
+    loader = Loader()
+    file = loader.load_text(f"value = {text}\n", "<value>")
+    value = Evaluator(loader)._constant(file.constants[0])
+    if isinstance(value, BlockRef):
+        raise SpecError(f"`{text}` is a block, not a value")
+    return value
