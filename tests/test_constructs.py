@@ -574,13 +574,14 @@ def test_root_class_constructor_parameters(spec, model, cls, kwargs):
     torch.testing.assert_close(run(m, x), run(expected.eval(), x))
 
 
-def test_root_class_leaves_out_parameters_the_structure_depends_on():
-    """`n` is a loop over tensors outside a seq: the class is unrolled for n=3 and does not take it;
-    `growth` sets the input width of every later layer, which the class writes as an expression."""
+def test_root_class_takes_the_parameters_the_structure_depends_on():
+    """`n` is the length of a loop over named layers and `growth` the width every later layer's
+    input grows by: the class takes both, as a Python loop in __init__ and forward."""
     import inspect
     ns = {}
     exec(compile(archsmith.compile(DENSE, "dense"), "<generated>", "exec"), ns)
-    assert list(inspect.signature(ns["DenseBlock"]).parameters) == ["in_channels", "growth"]
-    wider = ns["DenseBlock"](growth=6)
-    assert wider.layer3.conv.in_channels == 8 + 6 + 6
-    assert archsmith.build(DENSE, "dense", growth=6).layer3.conv.in_channels == 8 + 6 + 6
+    assert list(inspect.signature(ns["DenseBlock"]).parameters) == ["in_channels", "n", "growth"]
+    wider = ns["DenseBlock"](n=4, growth=6)
+    assert [getattr(wider, f"layer{i}").conv.in_channels for i in range(1, 5)] == [8, 14, 20, 26]
+    built = archsmith.build(DENSE, "dense", n=4, growth=6)
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in wider.state_dict().items()}

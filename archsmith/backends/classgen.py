@@ -162,6 +162,8 @@ class Translator:
                                  reserved=RESERVED | RESERVED_LAYER_NAMES)
         self.stored: dict = {}
         self.shadows: set = set()  # variables that hold a dimension changed by a loop
+        self.loop_deps = None  # inside a Python loop of a block body: what its list depends on
+        self.live_curs: list = []  # the tensor flowing through each seq being built
         self.out_shape = None
         self.result = ClassSource()
         self.in_rank = in_rank
@@ -210,6 +212,27 @@ class Translator:
             self.init, self.fwd = saved
             self.ii -= 1
             self.fi -= 1
+
+    def emit_init_updates(self, updates):
+        """Variables set at the end of a loop's body, at once: each new value is the body's, read
+        before any of them changes (`channels, n = n // 2, n_2`)."""
+        pairs = [(name, src(v)) for name, v in updates if not (isinstance(v, Dyn) and v.src == name)]
+        if len(pairs) == 1:
+            self.emit_init(f"{pairs[0][0]} = {pairs[0][1]}")
+        elif pairs:
+            self.emit_init(f"{', '.join(n for n, _ in pairs)} = {', '.join(v for _, v in pairs)}")
+
+    def init_target(self, var: str) -> str:
+        """The __init__ name for assigning `var`: its own, unless a value still live reads that name
+        (then the old value would change under it), in which case a fresh one."""
+        name = self.pyname(var)
+        live = set()
+        for k, v in self.env.items():
+            if k != var:
+                live |= _dyn_names(v)
+        for cur in self.live_curs:
+            live |= _dyn_names(cur)
+        return name if name not in live else self.ns.create(var)
 
     def pyname(self, spec_name: str) -> str:
         if spec_name not in self.pynames:
@@ -305,13 +328,112 @@ class Translator:
                 it = fold(self.eval(s.iterable))
                 items = self.items_of(it)
                 if items is None:
-                    raise Untranslatable(deps(it), "a loop over tensors outside a `seq` runs a count fixed "
-                                                   "when the class is written")
+                    self.block_for(s, it)
+                    continue
                 for v in items:
                     self.env[s.var] = v
                     if self.stmts(s.body):
                         return True
         return False
+
+    def block_for(self, s: ast.For, it):
+        """A loop of a block body over a list known only at construction: a Python loop in __init__
+        declaring the layers (`self.add_module(f"blk{i}", ...)`) and one in forward applying them."""
+        var = self.pyname(s.var) if not self.inline else s.var
+        loop_var = Dyn(var, deps=deps(it) | {LOCAL})
+        assigned = _assigned(s.body)
+        scalars = sorted(n for n in assigned if n in self.env and not isinstance(self.env[n], (TVal, SList, TTuple)))
+        tensors = sorted(n for n in assigned if isinstance(self.env.get(n), TVal))
+        if any(isinstance(self.env.get(n), (SList, TTuple)) for n in assigned):
+            raise Untranslatable(deps(it), "a list of tensors that grows in a loop")
+        dims = {(n, i): self.env[n].shape[i] for n in tensors for i, d in enumerate(self.env[n].shape)
+                if not isinstance(d, Missing)}
+        names = set(self.ns.used), set(self.fns.used), dict(self.pynames), dict(self.fnames), dict(self.stored)
+        saved_layers = dict(self.layers)
+        _, _, end, assigned_shadows = self._block_loop_pass(s, it, loop_var, scalars, tensors,
+                                                             {k: f"@{k[0]}.{k[1]}" for k in dims})
+        self.ns.used, self.fns.used, self.pynames, self.fnames, self.stored = names
+        self.layers = dict(saved_layers)
+        changed = {}
+        for (n, i), d in dims.items():
+            e = end[n].shape[i]
+            if same(e, d):  # every iteration ends with the size it began with
+                continue
+            if not (isinstance(e, Dyn) and e.src == f"@{n}.{i}") or f"@{n}.{i}" in assigned_shadows:
+                changed[(n, i)] = f"@{n}.{i}" if self.inline else self.ns.create(
+                    f"{n}_{_DIM_NAMES.get(i, f'dim{i}')}" if n != "x" else _DIM_NAMES.get(i, f"dim{i}"))
+        if not self.inline:
+            for (n, i), name in changed.items():
+                self.emit_init(Maybe(name, f"{name} = {src(dims[(n, i)])}"))
+            for n in scalars:
+                value, name = self.env[n], self.pyname(n)
+                if not (isinstance(value, Dyn) and value.src == name):
+                    self.emit_init(Maybe(name, f"{name} = {src(value)}"))
+            for n in tensors:
+                if self.env[n].fwd != self.fname(n):
+                    self.emit_fwd(f"{self.fname(n)} = {self.env[n].fwd}")
+            forward_it = self._forward_iterable(s.iterable, it)
+        init, fwd, end, _ = self._block_loop_pass(s, it, loop_var, scalars, tensors, changed)
+        self.emit_init(f"for {var} in {src(it)}:")
+        self.init.extend(init)
+        if not self.inline:
+            self.emit_fwd(f"for {var} in {forward_it}:")
+            self.fwd.extend(fwd)
+        for n in scalars + sorted(a for a in assigned if a not in scalars and a not in tensors):
+            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | {LOCAL})
+        for n in tensors:
+            shape = list(self.env[n].shape)
+            for (m, i), name in changed.items():
+                if m == n:
+                    d = end[n].shape[i]
+                    if self.inline:
+                        shape[i] = d if LOCAL not in deps(d) else Missing(deps(d) | deps(it))
+                    else:
+                        shape[i] = Dyn(name, deps=deps(it) | deps(d) | deps(shape[i]))
+            self.env[n] = TVal(tuple(shape), self.fname(n))
+        self.env[s.var] = loop_var
+
+    def _block_loop_pass(self, s, it, loop_var, scalars, tensors, shadows: dict):
+        saved_env, saved_deps = dict(self.env), self.loop_deps
+        self.env[s.var] = loop_var
+        for n in scalars:
+            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL})
+        for n in tensors:
+            shape = list(self.env[n].shape)
+            for (m, i), name in shadows.items():
+                if m == n:
+                    shape[i] = Dyn(name, deps=deps(it) | deps(shape[i]) | {LOCAL})
+            self.env[n] = TVal(tuple(shape), self.fname(n))
+        self.loop_deps = deps(it)
+        try:
+            with self.capture() as (init, fwd):
+                if self.stmts(s.body):
+                    raise Untranslatable(deps(it), "a return inside a loop")
+                end = {n: self.env[n] for n in tensors}
+                updates = [(self.pyname(n), self.env[n]) for n in scalars]
+                updates += [(name, end[n].shape[i]) for (n, i), name in shadows.items() if not name.startswith("@")]
+                self.emit_init_updates(updates)
+                moves = [(self.fname(n), end[n].fwd) for n in tensors if end[n].fwd != self.fname(n)]
+                if moves:
+                    self.emit_fwd(f"{', '.join(n for n, _ in moves)} = {', '.join(f for _, f in moves)}")
+        finally:
+            self.loop_deps = saved_deps
+            self.env = saved_env
+        assigned = {name for name in shadows.values()
+                    if any(re.match(rf"\s*{re.escape(name)} = ", l.line if isinstance(l, Maybe) else l)
+                           for l in init if isinstance(l, (str, Maybe)))}
+        return init, fwd, end, assigned
+
+    def _forward_iterable(self, node, it) -> str:
+        """The loop's list in forward: `range(self.n)` for a range, else the list kept on self."""
+        if isinstance(node, ast.Call) and node.func == "range" and node.func not in self.env:
+            bounds = []
+            for a in node.args:
+                counted = a.value.args[0].value if isinstance(a.value, ast.Call) and a.value.func == "len" \
+                    and len(a.value.args) == 1 and isinstance(a.value.args[0].value, ast.Name) else None
+                bounds.append(self.fsrc(self.eval(a.value), f"num_{counted.id}" if counted else "stop"))
+            return f"range({', '.join(bounds)})"
+        return self.fsrc(it, "items")
 
     def items_of(self, v):
         v = fold(v)
@@ -349,12 +471,12 @@ class Translator:
             self.env[target] = SList([TVal(s, f"{name}[{i}]") for i, s in enumerate(value.shapes)])
         elif isinstance(value, SList) and not self.inline and not any(
                 isinstance(i, (TVal, SList)) for i in value.items):
-            name = self.pyname(target)
+            name = self.init_target(target)
             self.emit_init(Maybe(name, f"{name} = {src(value)}"))
             self.env[target] = SList([Dyn(f"{name}[{i}]", ATOM, deps(v)) for i, v in enumerate(value.items)],
                                      source=name)
         elif isinstance(value, Dyn) and not self.inline:
-            name = self.pyname(target)
+            name = self.init_target(target)
             if value.src != name:
                 self.emit_init(Maybe(name, f"{name} = {value.src}"))
             self.env[target] = Dyn(name, ATOM, value.deps, value.boolean)
@@ -507,6 +629,9 @@ class Translator:
             self.init.extend(d[1] or [f"{pad_i}    pass"])
         if self.inline or not any(_has_content(d[2]) for d in done):
             return
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps | frozenset().union(*[deps(d[0]) for d in done if d[0] is not None]),
+                                 "a condition in forward inside a loop of a block body")
         tests = []
         for d in done:
             if d[0] is None:
@@ -530,6 +655,8 @@ class Translator:
         v = fold(v)
         if isinstance(v, Const):
             return literal(v.value)
+        if self.loop_deps is not None and LOCAL in deps(v):
+            raise Untranslatable(self.loop_deps, "a value that changes in each iteration of a loop, read in forward")
         source = src(v)
         key = (source, id(self.init))
         if key not in self.stored:
@@ -776,8 +903,8 @@ class Translator:
         v = fold(self.eval(ln.suffix))
         if isinstance(v, Const):
             return ln.base + str(v.value)
-        if seq is None:
-            raise Untranslatable(deps(v), "a layer name known only at construction, outside a `seq`")
+        if seq is None and self.loop_deps is None:
+            raise Untranslatable(deps(v), "a layer name known only at construction, outside a loop")
         return Dyn(f'f"{ln.base}{{{src(v)}}}"', ATOM, deps(v))
 
     def apply_call(self, c: ast.Call, name, x: TVal, seq):
@@ -855,6 +982,11 @@ class Translator:
         if seq is not None:
             seq.add(None if name is None else (repr(name) if isinstance(name, str) else name.src), module)
             return TVal(out_shape, "")
+        if isinstance(name, Dyn):  # a layer per iteration of a Python loop: blk{i}
+            self.emit_init(f"self.add_module({name.src}, {module})")
+            return TVal(out_shape, f"getattr(self, {name.src})({x.fwd})")
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps, "a layer declared in every iteration of a loop under one name")
         if name not in self.layers:
             self.emit_init(f"self.{name} = {module}")
         self.layers[name] = (prim, attrs)
@@ -891,7 +1023,15 @@ class Translator:
         return self.declare(name, module, x, cur.shape, parent)
 
     def seq_body(self, stmts, cur: TVal, seq: _Seq) -> TVal:
+        self.live_curs.append(cur)
+        try:
+            return self._seq_statements(stmts, cur, seq)
+        finally:
+            self.live_curs.pop()
+
+    def _seq_statements(self, stmts, cur: TVal, seq: _Seq) -> TVal:
         for s in stmts:
+            self.live_curs[-1] = cur
             if isinstance(s, ast.LayerStmt):
                 saved = self.env
                 cur = self.apply_item(s.item, cur, seq)
@@ -899,7 +1039,7 @@ class Translator:
             elif isinstance(s, ast.Assign):
                 value = self.eval(s.value)
                 if isinstance(value, Dyn) and seq.var is not None:
-                    name = self.pyname(s.target)
+                    name = self.init_target(s.target)
                     if value.src != name:
                         self.emit_init(Maybe(name, f"{name} = {value.src}"))
                     value = Dyn(name, ATOM, value.deps, value.boolean)
@@ -927,8 +1067,8 @@ class Translator:
         names = set(self.ns.used), set(self.fns.used), dict(self.pynames), dict(self.stored)
         _, end, assigned = self._loop_pass(s, cur, seq, loop_var, {i: f"@{i}" for i in dims}, carried, it)
         self.ns.used, self.fns.used, self.pynames, self.stored = names
-        changed = {i: None for i in dims if not (isinstance(end.shape[i], Dyn) and end.shape[i].src == f"@{i}")
-                   or f"@{i}" in assigned}
+        changed = {i: None for i in dims if not same(end.shape[i], cur.shape[i]) and (
+            not (isinstance(end.shape[i], Dyn) and end.shape[i].src == f"@{i}") or f"@{i}" in assigned)}
         referenced = set()
         for k, v in self.env.items():
             referenced |= _dyn_names(v)
@@ -974,14 +1114,9 @@ class Translator:
         assigned = set()
         with self.capture() as (init, _):
             end = self.seq_body(s.body, TVal(tuple(shape), ""), seq)
-            for n in carried:
-                value, name = self.env[n], self.pyname(n)
-                if not (isinstance(value, Dyn) and value.src == name):
-                    self.emit_init(f"{name} = {src(value)}")
-            for i, name in shadows.items():
-                d = end.shape[i]
-                if not (isinstance(d, Dyn) and d.src == name) and not name.startswith("@"):
-                    self.emit_init(f"{name} = {src(d)}")
+            updates = [(self.pyname(n), self.env[n]) for n in carried]
+            updates += [(name, end.shape[i]) for i, name in shadows.items() if not name.startswith("@")]
+            self.emit_init_updates(updates)
         for line in init:
             text = line.line if isinstance(line, Maybe) else (line.render() if isinstance(line, _Add) else line)
             for name in shadows.values():
