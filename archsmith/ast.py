@@ -206,6 +206,7 @@ class LayerDef:
     layer: LayerItem
     span: Span
     file: "SourceFile" = field(default=None, repr=False, compare=False)
+    doc: str = ""
 
 
 @dataclass

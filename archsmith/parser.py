@@ -91,7 +91,7 @@ def _collect(items, path, text) -> ast.SourceFile:
     file.doc = _comment_above(lines, first_code + 1) if first_code and lines[0].lstrip().startswith("#") else ""
     seen = {}
     for item in items:
-        if isinstance(item, (ast.BlockDef, ast.ModelDef)):
+        if isinstance(item, (ast.BlockDef, ast.LayerDef, ast.ModelDef)):
             item.doc = _comment_above(lines, item.span.line)
         if isinstance(item, ast.Import):
             file.imports.append(item)

@@ -9,7 +9,8 @@ import archsmith
 def test_source_size_does_not_grow_with_depth():
     r50, r152 = archsmith.compile("resnet50"), archsmith.compile("resnet152")
     assert len(r152.splitlines()) == len(r50.splitlines())
-    assert "        for i in range(layers[2]):\n" in r152  # the depth is an argument, as torchvision's `layers`
+    assert "        self.layer3 = stage(512, 256, layers[2], stride=2, " in r152  # the depth is an argument
+    assert "    for i in range(blocks):\n" in r152  # ... of a helper, as torchvision's `_make_layer`
     assert "return ResNet([3, 8, 36, 3])" in r152
 
 
@@ -36,7 +37,9 @@ def test_imports_only_torch_and_the_standard_library():
 
 def test_reads_like_torchvision():
     source = archsmith.compile("resnet18")
-    assert "self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)" in source
+    assert "self.conv1 = conv3x3(in_channels, planes, stride=stride)" in source
+    assert ("def conv3x3(in_channels: int, out, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:"
+            in source)
     assert "            identity = self.downsample(x)" in source
     assert "out = out + identity" in source
     assert "def resnet18() -> ResNet:" in source

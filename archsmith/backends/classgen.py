@@ -78,14 +78,19 @@ class Signature:
     default: Optional[str] = None  # source of the default; None: required
 
 
+RESULT = "@result"  # the layer a def's helper function returns
+
+
 @dataclass
 class ClassSource:
+    """A translated class (or, for a def, helper function)."""
     params: list = field(default_factory=list)  # Signature, in order
     init: list = field(default_factory=list)  # lines of __init__ after super().__init__()
     forward: list = field(default_factory=list)
     takes_input: bool = True
     out_shape: tuple = ()
     uses: set = field(default_factory=set)  # module-level helpers used: "math", "drop_path", "OrderedDict"
+    returns: str = "nn.Module"  # a helper function's return annotation
 
 
 class _Seq:
@@ -273,6 +278,7 @@ class Translator:
                 default = fold(self.eval(p.default))
                 if isinstance(default, Const) and not isinstance(default.value, BlockRef):
                     sig.default = literal(default.value)
+                    sig.hint = sig.hint or _hint([default.value])
                 else:
                     sig.default = "None"
                     if sig.hint:
@@ -927,16 +933,40 @@ class Translator:
         return self.apply_primitive(target, args, name, x, seq)
 
     def expand_def(self, defn: ast.LayerDef, args, name, x, seq):
+        """A def that makes a module is a call of its helper function (`conv3x3(in_channels, planes)`, as
+        torchvision writes); one that is an op of forward is written in place."""
+        values = self.bind_params(defn, args)
         saved = self.env, self.file
-        self.env, self.file = self.bind_params(defn, args), defn.file
+        self.env, self.file = values, defn.file
         try:
             item = defn.layer
             inner = name
             if inner is None and item.name is not None:
                 inner = self.layer_name(item.name, seq)
-            return self.apply_item(ast.LayerItem(None, item.target, item.span), x, seq, def_name=inner)
+            if self.inline or (seq is None and inner is None):
+                return self.apply_item(ast.LayerItem(None, item.target, item.span), x, seq, def_name=inner)
         finally:
             self.env, self.file = saved
+        info = self.gen.function_for(defn, values, x.shape)
+        shape, layer = self.gen.def_output(defn, info, values, x.shape)
+        given = {n or [p.name for p in defn.params][i] for i, (n, _) in enumerate(args)}
+        module = f"{info.name}({', '.join(self._call_args(info, values, given, x))})"
+        if inner == RESULT:
+            self.result.returns = info.source.returns
+        return self.declare(inner, module, x, shape, seq, *layer)
+
+    def _call_args(self, info, values, given, x) -> list:
+        """Arguments of a call of a generated class or helper: input channels and required ones by
+        position, the others by keyword where the spec gives them."""
+        parts = []
+        for sig in info.source.params:
+            if sig.spec == "":
+                parts.append(src(x.shape[0]))
+            elif sig.default is None:
+                parts.append(src(values[sig.spec]))
+            elif sig.spec in given:
+                parts.append(f"{sig.name}={src(values[sig.spec])}")
+        return parts
 
     def bind_params(self, defn, args) -> dict:
         """{param: value} for a def or block called with `args`, defaults evaluated as the elaborator does."""
@@ -963,24 +993,19 @@ class Translator:
         given = {n or [p.name for p in defn.params][i] for i, (n, _) in enumerate(args)}
         info = self.gen.class_for(defn, values, x.shape)
         out_shape = self.gen.output_shape(defn, info, values, x.shape)
-        if self.inline:
-            module = ""
-        else:
-            parts = []
-            for sig in info.source.params:
-                if sig.spec == "":
-                    parts.append(src(x.shape[0]))
-                elif sig.default is None:
-                    parts.append(src(values[sig.spec]))
-                elif sig.spec in given:
-                    parts.append(f"{sig.name}={src(values[sig.spec])}")
-            module = f"{info.name}({', '.join(parts)})"
+        module = "" if self.inline else f"{info.name}({', '.join(self._call_args(info, values, given, x))})"
+        if name == RESULT:
+            self.result.returns = info.name
         return self.declare(name, module, x, out_shape, seq)
 
     def declare(self, name, module: str, x: TVal, out_shape, seq, prim=None, attrs=None):
         """A module `name` of the class (or the next child of `seq`), applied to x."""
         if seq is not None:
             seq.add(None if name is None else (repr(name) if isinstance(name, str) else name.src), module)
+            return TVal(out_shape, "")
+        if name == RESULT:  # a helper function's module
+            self.emit_init(f"return {module}")
+            self.layers[name] = (prim, attrs)
             return TVal(out_shape, "")
         if isinstance(name, Dyn):  # a layer per iteration of a Python loop: blk{i}
             self.emit_init(f"self.add_module({name.src}, {module})")
@@ -1012,12 +1037,16 @@ class Translator:
             if prim.name == "drop_path":
                 self.result.uses.add("drop_path")
             module = f"{prefix}{prim.torch_class}({prim.ctor(_Args(self, prim, attrs), x.shape)})"
+        if name == RESULT:
+            self.result.returns = prim.torch_class if prim.name == "drop_path" else f"nn.{prim.torch_class}"
         return self.declare(name, module, x, shape, seq, prim, attrs)
 
     # ------------------------------------------------------------------ seqs
 
     def apply_seq(self, node: ast.Seq, name, x: TVal, parent: Optional[_Seq]):
-        builder = _Seq(self, name if isinstance(name, str) and parent is None else "layers")
+        builder = _Seq(self, name if isinstance(name, str) and parent is None and name != RESULT else "layers")
+        if name == RESULT:
+            self.result.returns = "nn.Sequential"
         cur = self.seq_body(node.body, TVal(x.shape, ""), builder)
         module = builder.finish(self.ii + (1 if parent is not None else 0)) if not self.inline else ""
         return self.declare(name, module, x, cur.shape, parent)

@@ -14,9 +14,10 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from .. import ast
 from ..evaluate import BlockRef
 from ..ir import Instance, Model
-from .classgen import RESERVED, ClassSource, Namespace, Translator
+from .classgen import RESERVED, RESULT, ClassSource, Namespace, Translator
 from .values import IN, SPATIAL, Untranslatable, literal
 
 MAX_ROUNDS = 1000
@@ -80,6 +81,7 @@ class Generator:
 
     def _translate_all(self):
         self.classes, self.order, self._inline = OrderedDict(), [], {}
+        self.functions: "OrderedDict[tuple, ClassInfo]" = OrderedDict()
         for m in self.models:
             for inst in _instances(m.root):
                 key, fixed = self._key(inst.block, inst.params, inst.input.shape)
@@ -89,15 +91,43 @@ class Generator:
         for info in list(self.classes.values()):
             self._translate(info)
 
-    def _translate(self, info: ClassInfo):
+    def _translate(self, info: ClassInfo, owner=None):
+        """Write a class (or, with `owner`, the helper function of that def) once."""
         if info.source is not None or info in self.order:
             return
         tr = Translator(self, info.block, info.fixed, info.rank, instances=info.instances)
         try:
             info.source = tr.translate()
         except Untranslatable as failure:
-            raise _Retry(info.block, failure) from None
-        self.order.append(info)
+            raise _Retry(owner or info.block, failure) from None
+        if owner is None:
+            self.order.append(info)
+
+    def function_for(self, defn, values: dict, in_shape) -> ClassInfo:
+        """The helper function a def that makes a module is written as, for these argument values."""
+        from .values import Const, fold
+        fixed = self.fixed_names.setdefault(id(defn), set())
+        fixed |= {p.name for p in defn.params
+                  if isinstance(fold(values[p.name]), Const) and _holds_block(fold(values[p.name]).value)}
+        concrete = self._concrete(defn, fixed, values, in_shape)
+        shape = tuple(fold(d).value if isinstance(fold(d), Const) else None for d in in_shape)
+        key, fixed_values = self._key(defn, concrete, shape)
+        if key not in self.functions:
+            block = _function_block(defn)
+            info = self.functions[key] = ClassInfo(block, fixed_values, len(in_shape))
+            wanted = defn.name if not any(i.block.name == defn.name for i in list(self.functions.values())[:-1]) \
+                else defn.name + "_" + _suffix(info, list(self.functions.values())).lower()
+            info.name = self._names.create(wanted)
+            self._translate(info, owner=defn)
+        return self.functions[key]
+
+    def def_output(self, defn, info: ClassInfo, values: dict, in_shape):
+        """(output shape, (primitive, arguments) of the layer) of a def applied with these values."""
+        key = ("def", id(defn), repr(sorted(values.items(), key=lambda kv: kv[0])), repr(in_shape))
+        if key not in self._inline:
+            tr = Translator(self, info.block, info.fixed, info.rank, inline=True, bindings=values, in_shape=in_shape)
+            self._inline[key] = (tr.output_shape(), tr.layers.get(RESULT, (None, None)))
+        return self._inline[key]
 
     def _key(self, block, values: dict, in_shape) -> tuple:
         fixed = {}
@@ -115,22 +145,28 @@ class Generator:
     def constant(self, assign):
         return self.models[0].elaborator._constant(assign)
 
-    def class_for(self, block, values: dict, in_shape) -> ClassInfo:
-        """The class a call of `block` with these argument values (from a translator) builds."""
+    def _concrete(self, defn, fixed, values: dict, in_shape) -> dict:
+        """The values of the parameters `fixed` for a call: they must be known when the caller is written."""
         from .values import Const, deps, fold
         concrete = {}
-        for name in self.fixed_names.setdefault(id(block), set()):
+        for name in fixed:
             if name in (IN, SPATIAL):
                 dims = in_shape[:1] if name == IN else in_shape[1:]
                 folded = [fold(d) for d in dims]
                 if not all(isinstance(d, Const) for d in folded):
                     raise Untranslatable(frozenset().union(*[deps(d) for d in folded]),
-                                         f"`{block.name}` is written for one input size")
+                                         f"`{defn.name}` is written for one input size")
                 continue
             v = fold(values[name])
             if not isinstance(v, Const):
-                raise Untranslatable(deps(v), f"`{block.name}` is written for one value of `{name}`")
+                raise Untranslatable(deps(v), f"`{defn.name}` is written for one value of `{name}`")
             concrete[name] = v.value
+        return concrete
+
+    def class_for(self, block, values: dict, in_shape) -> ClassInfo:
+        """The class a call of `block` with these argument values (from a translator) builds."""
+        from .values import Const, fold
+        concrete = self._concrete(block, self.fixed_names.setdefault(id(block), set()), values, in_shape)
         shape = tuple(fold(d).value if isinstance(fold(d), Const) else None for d in in_shape)
         key, fixed = self._key(block, concrete, shape)
         if key not in self.classes:
@@ -191,11 +227,14 @@ class Generator:
                     params.remove(sig)
                     params.insert(len([p for p in params if p.default is None]), sig)
                     break
-        uses = set().union(*[info.source.uses for info in self.order]) if self.order else set()
+        written = self.order + list(self.functions.values())
+        uses = set().union(*[info.source.uses for info in written]) if written else set()
         factories = sorted(self.factory_names.values())
         body = ["__all__ = [" + ", ".join(repr(n) for n in sorted(info.name for info in self.order) + factories) + "]"]
         if "drop_path" in uses:
             body += ["", ""] + _DROP_PATH
+        for info in self.functions.values():
+            body += ["", ""] + self._function_source(info)
         for info in self.order:
             body += ["", ""] + self._class_source(info)
         for m in self.models:
@@ -233,13 +272,16 @@ class Generator:
                 out.append(f"{sig.name}={literal(value)}")
         return out
 
+    def _function_source(self, info: ClassInfo) -> list:
+        defn = info.block.definition
+        out = [f"def {info.name}({', '.join(_params(info))}) -> {info.source.returns}:"]
+        where = f"Layer `{defn.name}` of {_short(defn.span.path)}:{defn.span.line}."
+        out += _docstring(defn.doc, where, "    ")
+        out += ["    " + l.replace("\n", "\n    ") for l in info.source.init]
+        return out
+
     def _class_source(self, info: ClassInfo) -> list:
-        params = []
-        for sig in info.source.params:
-            p = f"{sig.name}: {sig.hint}" if sig.hint else sig.name
-            if sig.default is not None:
-                p += f" = {sig.default}" if sig.hint else f"={sig.default}"
-            params.append(p)
+        params = _params(info)
         out = [f"class {info.name}(nn.Module):"]
         where = f"Block `{info.block.name}` of {_short(info.block.span.path)}:{info.block.span.line}."
         out += _docstring(info.block.doc, where, "    ")
@@ -248,6 +290,26 @@ class Generator:
         out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.forward]
         return out
+
+
+def _params(info: ClassInfo) -> list:
+    out = []
+    for sig in info.source.params:
+        p = f"{sig.name}: {sig.hint}" if sig.hint else sig.name
+        if sig.default is not None:
+            p += f" = {sig.default}" if sig.hint else f"={sig.default}"
+        out.append(p)
+    return out
+
+
+def _function_block(defn):
+    """A def as the block `return x | <result>: <its layer>`, which the translator writes as a function."""
+    item = defn.layer
+    result = ast.LayerItem(ast.LayerName(RESULT, None, item.span), item.target, item.span)
+    block = ast.BlockDef(defn.name, defn.params, [ast.Return(ast.Pipe(ast.Name("x", item.span), result, item.span),
+                                                             item.span)], defn.span, file=defn.file)
+    block.definition = defn
+    return block
 
 
 def _instances(inst: Instance):
