@@ -510,10 +510,6 @@ def is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def is_scalar(v):
-    return isinstance(v, (int, float, bool, str))
-
-
 def has_tensor(v):
     return isinstance(v, list) and any(isinstance(i, Tensor) or has_tensor(i) for i in v)
 

@@ -87,8 +87,6 @@ class ClassSource:
     params: list = field(default_factory=list)  # Signature, in order
     init: list = field(default_factory=list)  # lines of __init__ after super().__init__()
     forward: list = field(default_factory=list)
-    takes_input: bool = True
-    out_shape: tuple = ()
     uses: set = field(default_factory=set)  # module-level helpers used: "math", "drop_path", "OrderedDict"
     returns: str = "nn.Module"  # a helper function's return annotation
 
@@ -148,10 +146,12 @@ class Translator:
     """Writes one class (or, inline, works out one output shape) from a block definition."""
 
     def __init__(self, gen, block: ast.BlockDef, fixed: dict, in_rank: int, inline: bool = False,
-                 bindings: dict = None, in_shape: tuple = None, instances: list = ()):
+                 bindings: dict = None, in_shape: tuple = None, instances: list = (), root_channels=None):
         """`instances`: the elaborated instances the class is written for (for type hints and the
-        names its layers take)."""
+        names its layers take); `root_channels`: for a model's root class, its input channels, the
+        default of `in_channels`."""
         self.gen, self.block, self.fixed, self.inline = gen, block, fixed, inline
+        self.root_channels = root_channels
         self.instances = instances
         self.file = block.file
         self.env: dict = {}
@@ -288,7 +288,12 @@ class Translator:
                     resolve.append(f"    {name} = {src(default)}")
             (optional if sig.default is not None else required).append(sig)
             self.env[p.name] = Dyn(name, deps=frozenset({p.name}))
-        result.params = ([Signature("", in_name, "int")] if IN not in self.fixed else []) + required + optional
+        if IN in self.fixed:
+            result.params = required + optional
+        elif self.root_channels is None:
+            result.params = [Signature("", in_name, "int")] + required + optional
+        else:  # defaulted, so after the required ones
+            result.params = required + [Signature("", in_name, "int", str(self.root_channels))] + optional
         for line in resolve:
             self.emit_init(line)
 
@@ -300,10 +305,8 @@ class Translator:
         result.init = render(self.init)
         result.forward = render(self.fwd)
         in_param = [s for s in result.params if s.spec == ""]
-        result.takes_input = bool(in_param) and any(_reads(l, in_param[0].name) for l in result.init)
-        if in_param and not result.takes_input:
+        if in_param and not any(_reads(l, in_param[0].name) for l in result.init):  # a class that needs no width
             result.params = [s for s in result.params if s.spec != ""]
-        result.out_shape = self.out_shape
         return result
 
     def output_shape(self) -> tuple:
@@ -574,7 +577,7 @@ class Translator:
             if all(same(values[0], v) for v in values[1:]):
                 self.env[key] = values[0]
                 continue
-            self.env[key] = self._merge(key, values, live, conds)
+            self.env[key] = self._merge(key, values, live, [d[0] for d in live])
         if seq is not None:
             shapes = [d[4].shape for d in done]
             cur = TVal(tuple(self._merge_dim(f"{_DIM_NAMES.get(i, f'dim{i}')}", [s[i] for s in shapes], done, conds)
@@ -958,14 +961,14 @@ class Translator:
     def _call_args(self, info, values, given, x) -> list:
         """Arguments of a call of a generated class or helper: input channels and required ones by
         position, the others by keyword where the spec gives them."""
-        parts = []
+        parts, positional = [], True
         for sig in info.source.params:
-            if sig.spec == "":
-                parts.append(src(x.shape[0]))
-            elif sig.default is None:
-                parts.append(src(values[sig.spec]))
-            elif sig.spec in given:
-                parts.append(f"{sig.name}={src(values[sig.spec])}")
+            value = x.shape[0] if sig.spec == "" else values.get(sig.spec)
+            positional = positional and sig.default is None
+            if positional:
+                parts.append(src(value))
+            elif sig.spec == "" or sig.spec in given:
+                parts.append(f"{sig.name}={src(value)}")
         return parts
 
     def bind_params(self, defn, args) -> dict:

@@ -30,6 +30,7 @@ class ClassInfo:
     fixed: dict  # spec parameter (or IN / SPATIAL) -> the value the class is written for
     rank: int  # of the block's input
     instances: list = field(default_factory=list)
+    root_channels: int = None  # the input channels of the first model this class is the root of
     name: str = ""
     source: ClassSource = None
 
@@ -87,6 +88,8 @@ class Generator:
                 key, fixed = self._key(inst.block, inst.params, inst.input.shape)
                 info = self.classes.setdefault(key, ClassInfo(inst.block, fixed, len(inst.input.shape)))
                 info.instances.append(inst)
+        for m in reversed(self.models):  # a model's input channels are its root class's default
+            self.classes[self._key(m.root.block, m.root.params, m.root.input.shape)[0]].root_channels = m.input_shape[0]
         self._name_all()
         for info in list(self.classes.values()):
             self._translate(info)
@@ -95,7 +98,8 @@ class Generator:
         """Write a class (or, with `owner`, the helper function of that def) once."""
         if info.source is not None or info in self.order:
             return
-        tr = Translator(self, info.block, info.fixed, info.rank, instances=info.instances)
+        tr = Translator(self, info.block, info.fixed, info.rank, instances=info.instances,
+                        root_channels=info.root_channels)
         try:
             info.source = tr.translate()
         except Untranslatable as failure:
@@ -219,14 +223,6 @@ class Generator:
         for m in self.models:
             key, _ = self._key(m.root.block, m.root.params, m.root.input.shape)
             roots[m.name] = self.classes[key]
-        for m in self.models:  # a model's input channels are its root class's default
-            params = roots[m.name].source.params
-            for sig in params:
-                if sig.spec == "" and sig.default is None:
-                    sig.default = str(m.input_shape[0])
-                    params.remove(sig)
-                    params.insert(len([p for p in params if p.default is None]), sig)
-                    break
         written = self.order + list(self.functions.values())
         uses = set().union(*[info.source.uses for info in written]) if written else set()
         factories = sorted(self.factory_names.values())

@@ -173,6 +173,8 @@ def boolop(op: str, a, b):
         return truth(b)
     if isinstance(b, Const) and ((op == "and" and b.value) or (op == "or" and not b.value)):
         return truth(a)
+    if isinstance(b, Const):  # `a and false`, `a or true`: the spec's value is the constant
+        return Const(bool(b.value))
     prec = PREC[op]
     (la, pa), (lb, pb) = src_prec(truth(a)), src_prec(truth(b))
     return Dyn(f"{wrap(la, pa, prec)} {op} {wrap(lb, pb, prec + 1)}", prec, deps(a) | deps(b), boolean=True)
