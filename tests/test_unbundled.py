@@ -28,3 +28,21 @@ def test_mobilenet_v2_class_at_other_widths_equals_torchvision(width_mult):
         ours.load_state_dict(ref.state_dict())
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(growth_rate=16, block_config=[2, 3, 4, 2], num_init_features=32),
+                                    dict(growth_rate=12, block_config=[3, 1], num_init_features=24, bn_size=2)])
+def test_densenet_class_at_other_arguments_equals_torchvision(kwargs):
+    namespace = {}
+    exec(compile(archsmith.compile(str(FIXTURES / "densenet.arch")), "<generated>", "exec"), namespace)
+    ours = namespace["DenseNet"](num_classes=10, **kwargs).eval()
+    ref = torchvision.models.DenseNet(num_classes=10, **kwargs).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        ours.load_state_dict(ref.state_dict())
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)

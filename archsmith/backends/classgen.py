@@ -26,7 +26,7 @@ from ..queries import names_in, walk
 from ..elaborate import RESERVED_LAYER_NAMES
 from ..evaluate import BUILTINS, BlockRef
 from ..primitives import PRIMITIVES, REQUIRED, Primitive, ShapeError, _spatial, pair
-from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, SList, TVal, Untranslatable, binop, boolop,
+from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, SList, TList, TVal, Untranslatable, binop, boolop,
                      call, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)
 
 # Names the generated module defines or imports; no spec name may take them.
@@ -352,7 +352,9 @@ class Translator:
         loop_var = Dyn(var, deps=deps(it) | {LOCAL})
         assigned = _assigned(s.body)
         scalars = sorted(n for n in assigned if n in self.env and not isinstance(self.env[n], (TVal, SList, TTuple)))
-        tensors = sorted(n for n in assigned if isinstance(self.env.get(n), TVal))
+        for n in sorted(n for n in assigned if isinstance(self.env.get(n), SList)):
+            self.env[n] = self._python_list(n, self.env[n], deps(it))
+        tensors = sorted(n for n in assigned if isinstance(self.env.get(n), (TVal, TList)))
         if any(isinstance(self.env.get(n), (SList, TTuple)) for n in assigned):
             raise Untranslatable(deps(it), "a list of tensors that grows in a loop")
         dims = {(n, i): self.env[n].shape[i] for n in tensors for i, d in enumerate(self.env[n].shape)
@@ -383,6 +385,9 @@ class Translator:
                     self.emit_fwd(f"{self.fname(n)} = {self.env[n].fwd}")
             forward_it = self._forward_iterable(s.iterable, it)
         init, fwd, end, _ = self._block_loop_pass(s, it, loop_var, scalars, tensors, changed)
+        increments = {}
+        if self.inline and changed:  # the body run from size 0 gives what each iteration adds
+            increments = self._block_loop_pass(s, it, loop_var, scalars, tensors, changed, zero=True)[2]
         self.emit_init(f"for {var} in {src(it)}:")
         self.init.extend(init)
         if not self.inline:
@@ -396,13 +401,43 @@ class Translator:
                 if m == n:
                     d = end[n].shape[i]
                     if self.inline:
-                        shape[i] = d if LOCAL not in deps(d) else Missing(deps(d) | deps(it))
+                        shape[i] = self._after_loop(s, it, shape[i], d, name, increments[n].shape[i])
                     else:
                         shape[i] = Dyn(name, deps=deps(it) | deps(d) | deps(shape[i]))
-            self.env[n] = TVal(tuple(shape), self.fname(n))
+            self.env[n] = type(self.env[n])(tuple(shape), self.fname(n))
         self.env[s.var] = loop_var
 
-    def _block_loop_pass(self, s, it, loop_var, scalars, tensors, shadows: dict):
+    def _after_loop(self, s, it, entry, end, shadow: str, increment):
+        """A size after a loop, in the caller's values: the body's, where it does not depend on the
+        size it began with; `entry + count * increment` where each iteration adds the same."""
+        if LOCAL not in deps(end):
+            return end
+        grown = binop("+", Dyn(shadow, deps=end.deps if isinstance(end, Dyn) else frozenset()), increment)
+        if LOCAL in deps(increment) or not same(end, grown):
+            return Missing(deps(end) | deps(it))
+        node = s.iterable
+        if isinstance(node, ast.Call) and node.func == "range" and len(node.args) == 1:
+            count = self.eval(node.args[0].value)
+        else:
+            count = call("len", [it])
+        return binop("+", entry, binop("*", count, increment))
+
+    def _python_list(self, name, value: SList, loop_deps):
+        """A list of tensors carried by a loop, as a Python list in forward (`features = [x]`)."""
+        items = value.items
+        if not items or not all(isinstance(t, TVal) for t in items) or any(
+                not all(same(a, b) for a, b in zip(t.shape[1:], items[0].shape[1:])) for t in items):
+            raise Untranslatable(loop_deps, "a list of tensors that grows in a loop")
+        total = items[0].shape[0]
+        for t in items[1:]:
+            total = binop("+", total, t.shape[0])
+        fwd = self.fwd_target(name)
+        self.emit_fwd(f"{fwd} = [{', '.join(t.fwd for t in items)}]")
+        return TList((total,) + tuple(items[0].shape[1:]), fwd)
+
+    def _block_loop_pass(self, s, it, loop_var, scalars, tensors, shadows: dict, zero=False):
+        """One translation of the loop's body, with each dimension in `shadows` a variable (or, with
+        `zero`, 0): (init lines, forward lines, carried values at the end, shadows the body assigns)."""
         saved_env, saved_deps = dict(self.env), self.loop_deps
         self.env[s.var] = loop_var
         for n in scalars:
@@ -411,8 +446,8 @@ class Translator:
             shape = list(self.env[n].shape)
             for (m, i), name in shadows.items():
                 if m == n:
-                    shape[i] = Dyn(name, deps=deps(it) | deps(shape[i]) | {LOCAL})
-            self.env[n] = TVal(tuple(shape), self.fname(n))
+                    shape[i] = Const(0) if zero else Dyn(name, deps=deps(it) | deps(shape[i]) | {LOCAL})
+            self.env[n] = type(self.env[n])(tuple(shape), self.fname(n))
         self.loop_deps = deps(it)
         try:
             with self.capture() as (init, fwd):
@@ -474,6 +509,11 @@ class Translator:
                 line = f"{name} = {value.fwd}"
                 self.emit_fwd(Maybe(name, line) if isinstance(expr, ast.Name) else line)
             self.env[target] = TVal(value.shape, name)
+        elif isinstance(value, TList):
+            name = self.fwd_target(target)
+            if value.fwd != name:
+                self.emit_fwd(f"{name} = {value.fwd}")
+            self.env[target] = TList(value.shape, name)
         elif isinstance(value, TTuple):
             name = self.fwd_target(target)
             self.emit_fwd(f"{name} = {value.fwd}")
@@ -601,7 +641,7 @@ class Translator:
             shape = tuple(self._merge_dim(f"{key}_{_DIM_NAMES.get(i, f'dim{i}')}", [v.shape[i] for v in values],
                                           live, conds) for i in range(len(values[0].shape)))
             return TVal(shape, name)
-        if any(isinstance(v, (TVal, SList, TTuple)) for v in values):
+        if any(isinstance(v, (TVal, SList, TTuple, TList)) for v in values):
             raise Untranslatable(frozenset().union(*[deps(c) for c in conds if c is not None]),
                                  "tensors that differ between the branches of an `if`")
         return self._merge_dim(key, values, live, conds)
@@ -747,6 +787,11 @@ class Translator:
 
     def _e_BinOp(self, e):
         a, b = self.eval(e.left), self.eval(e.right)
+        if isinstance(a, TList) and e.op == "+" and isinstance(b, SList) and all(isinstance(t, TVal) for t in b.items):
+            total = a.shape[0]
+            for t in b.items:
+                total = binop("+", total, t.shape[0])
+            return TList((total,) + a.shape[1:], f"{a.fwd} + [{', '.join(t.fwd for t in b.items)}]", PREC["+"])
         if isinstance(a, TVal) or isinstance(b, TVal):
             return self.functional(PRIMITIVES["add" if e.op == "+" else "mul"], [a, b], {})
         return binop(e.op, a, b)
@@ -866,6 +911,11 @@ class Translator:
         tensors, rest = [], []
         for a in e.args:
             v = self.eval(a.value)
+            if isinstance(v, TList):  # `concat(features)`: the list itself, concatenated on channels
+                attrs = bind_primitive(prim, [(x.name, self.eval(x.value)) for x in e.args[1:]])
+                if prim.name != "concat" or len(e.args) != 1 + len(e.args[1:]) or attrs["dim"] != Const(1):
+                    raise Untranslatable(deps(v) | {LOCAL}, f"`{prim.name}` of a list of tensors a loop grows")
+                return TVal(v.shape, f"torch.cat({v.fwd}, 1)")
             if isinstance(v, TTuple):
                 v = SList([TVal(s, f"{v.fwd}[{i}]") for i, s in enumerate(v.shapes)])
             is_tensors = isinstance(v, TVal) or (isinstance(v, SList) and v.items
@@ -1205,7 +1255,7 @@ def _reads(line: str, name: str) -> bool:
 
 
 def _fwd_names(v) -> set:
-    if isinstance(v, TVal):
+    if isinstance(v, (TVal, TList)):
         return {re.match(r"[A-Za-z_]\w*", v.fwd).group(0)} if re.match(r"[A-Za-z_]\w*", v.fwd) else set()
     if isinstance(v, SList):
         return set().union(*[_fwd_names(i) for i in v.items]) if v.items else set()
@@ -1218,7 +1268,7 @@ def _dyn_names(v) -> set:
         return set(re.findall(r"(?<![\w.])[A-Za-z_]\w*", v.src))
     if isinstance(v, SList):
         return set().union(*[_dyn_names(i) for i in v.items]) if v.items else set()
-    if isinstance(v, TVal):
+    if isinstance(v, (TVal, TList)):
         return set().union(*[_dyn_names(d) for d in v.shape]) if v.shape else set()
     return set()
 

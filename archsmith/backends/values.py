@@ -63,12 +63,21 @@ class TVal:
     prec: int = ATOM
 
 
+@dataclass
+class TList:
+    """A list of tensors that a Python loop grows (DenseNet's features): the total of its items'
+    channels and their other dimensions, and the forward name of the list."""
+    shape: tuple
+    fwd: str
+    prec: int = ATOM
+
+
 def deps(v) -> frozenset:
     if isinstance(v, (Dyn, Missing)):
         return v.deps
     if isinstance(v, SList):
         return frozenset().union(*[deps(i) for i in v.items]) if v.items else frozenset()
-    if isinstance(v, TVal):
+    if isinstance(v, (TVal, TList)):
         return frozenset().union(*[deps(d) for d in v.shape]) if v.shape else frozenset()
     return frozenset()
 
@@ -116,8 +125,8 @@ def binop(op: str, a, b):
     if op in ("*", "+") and isinstance(b, Const) and is_int(b.value) and b.value == (1 if op == "*" else 0) \
             and isinstance(a, Dyn) and not a.boolean:
         return a
-    if op == "*" and isinstance(a, Const) and is_int(a.value) and a.value == 1 and isinstance(b, Dyn) \
-            and not b.boolean:
+    if op in ("*", "+") and isinstance(a, Const) and is_int(a.value) and a.value == (1 if op == "*" else 0) \
+            and isinstance(b, Dyn) and not b.boolean:
         return b
     cmp = op in COMPARISONS
     if op in ("==", "!=") and (a == Const(None) or b == Const(None)):
