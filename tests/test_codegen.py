@@ -9,9 +9,9 @@ import archsmith
 def test_source_size_does_not_grow_with_depth():
     r50, r152 = archsmith.compile("resnet50"), archsmith.compile("resnet152")
     assert len(r152.splitlines()) == len(r50.splitlines())
-    assert "        self.layer3 = stage(512, 256, layers[2], stride=2, " in r152  # the depth is an argument
+    assert "        self.layer3 = stage(kind.out_channels(planes=128), kind, 256, layers[2], stride=2, " in r152
+    assert "    return ResNet(Bottleneck, [3, 8, 36, 3])" in r152  # block and depths are arguments, as torchvision's
     assert "    for i in range(blocks):\n" in r152  # ... of a helper, as torchvision's `_make_layer`
-    assert "return ResNet([3, 8, 36, 3])" in r152
 
 
 def test_one_class_per_block_with_an_optional_shortcut():

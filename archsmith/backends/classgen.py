@@ -146,12 +146,14 @@ class Translator:
     """Writes one class (or, inline, works out one output shape) from a block definition."""
 
     def __init__(self, gen, block: ast.BlockDef, fixed: dict, in_rank: int, inline: bool = False,
-                 bindings: dict = None, in_shape: tuple = None, instances: list = (), root_channels=None):
+                 bindings: dict = None, in_shape: tuple = None, instances: list = (), root_channels=None,
+                 class_params: dict = None):
         """`instances`: the elaborated instances the class is written for (for type hints and the
         names its layers take); `root_channels`: for a model's root class, its input channels, the
         default of `in_channels`."""
         self.gen, self.block, self.fixed, self.inline = gen, block, fixed, inline
         self.root_channels = root_channels
+        self.class_params = class_params or {}  # parameter -> id()s of the blocks passed to it as classes
         self.instances = instances
         self.file = block.file
         self.env: dict = {}
@@ -273,7 +275,8 @@ class Translator:
                 self.env[p.name] = Const(self.fixed[p.name])
                 continue
             name = self.pynames[p.name]
-            sig = Signature(p.name, name, _hint([i.params.get(p.name) for i in self.instances]))
+            sig = Signature(p.name, name, "type" if p.name in self.class_params else
+                            _hint([i.params.get(p.name) for i in self.instances]))
             if p.default is not None:
                 default = fold(self.eval(p.default))
                 if isinstance(default, Const) and not isinstance(default.value, BlockRef):
@@ -287,7 +290,7 @@ class Translator:
                     resolve.append(f"if {name} is None:")
                     resolve.append(f"    {name} = {src(default)}")
             (optional if sig.default is not None else required).append(sig)
-            self.env[p.name] = Dyn(name, deps=frozenset({p.name}))
+            self.env[p.name] = Dyn(name, deps=frozenset({p.name}), classes=frozenset(self.class_params.get(p.name, ())))
         if IN in self.fixed:
             result.params = required + optional
         elif self.root_channels is None:
@@ -972,6 +975,8 @@ class Translator:
         target = None
         if isinstance(value, Const) and isinstance(value.value, BlockRef):
             target = value.value.defn
+        elif isinstance(value, Dyn) and value.classes:
+            return self.class_call(value, [(a.name, self.eval(a.value)) for a in c.args], name, x, seq)
         elif fname in self.file.scope:
             target = self.file.scope[fname]
             if isinstance(target, ast.Assign):
@@ -1049,6 +1054,40 @@ class Translator:
         module = "" if self.inline else f"{info.name}({', '.join(self._call_args(info, values, given, x))})"
         if name == RESULT:
             self.result.returns = info.name
+        return self.declare(name, module, x, out_shape, seq)
+
+    def class_call(self, kind: Dyn, args, name, x: TVal, seq):
+        """A block passed as a value, called (`kind(planes, stride)` with `kind` a parameter): the
+        candidates' common signature, and the width from their `out_channels`."""
+        candidates = sorted((self.gen.blocks[i] for i in kind.classes), key=lambda b: b.name)
+        if any([p.name for p in c.params] != [p.name for p in candidates[0].params] for c in candidates):
+            raise Untranslatable(kind.deps, "blocks of different parameters passed as one class")
+        bound = [self.bind_params(c, args) for c in candidates]
+        infos = [self.gen.class_for(c, v, x.shape) for c, v in zip(candidates, bound)]
+        signature = [[(s.spec, s.default is None) for s in i.source.params] for i in infos]
+        if any(i.fixed for i in infos) or any(s != signature[0] for s in signature):
+            raise Untranslatable(kind.deps, "blocks written for fixed values, or of different signatures")
+        values = bound[0]
+        given = {n or [p.name for p in candidates[0].params][i] for i, (n, _) in enumerate(args)}
+        uses = frozenset()
+        for c in candidates:
+            width = self.gen.width_of(c)
+            if isinstance(width, Missing) or LOCAL in deps(width):
+                raise Untranslatable(kind.deps, "a block passed as a class whose width is not its arguments'")
+            uses |= deps(width) & ({p.name for p in c.params} | {IN})
+        for u in uses - {IN}:
+            if u not in given and not all(same(v[u], values[u]) for v in bound):
+                raise Untranslatable(kind.deps, "blocks passed as one class with different defaults")
+        for c in candidates:
+            self.gen.width_params.setdefault(id(c), set()).update(uses)
+        names = {s.spec or IN: s.name for s in infos[0].source.params}
+        width_args = [f"{names[u]}={src(x.shape[0] if u == IN else values[u])}" for u in sorted(uses)]
+        width_deps = kind.deps.union(*[deps(x.shape[0] if u == IN else values[u]) for u in uses])
+        out_shape = (Dyn(f"{kind.src}.out_channels({', '.join(width_args)})", deps=width_deps),) + tuple(
+            Missing(kind.deps | {SPATIAL}) for _ in x.shape[1:])
+        module = "" if self.inline else f"{kind.src}({', '.join(self._call_args(infos[0], values, given, x))})"
+        if name == RESULT:
+            self.result.returns = "nn.Module"
         return self.declare(name, module, x, out_shape, seq)
 
     def declare(self, name, module: str, x: TVal, out_shape, seq, prim=None, attrs=None):

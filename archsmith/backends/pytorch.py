@@ -18,7 +18,7 @@ from .. import ast
 from ..evaluate import BlockRef
 from ..ir import Instance, Model
 from .classgen import RESERVED, RESULT, ClassSource, Namespace, Translator
-from .values import IN, SPATIAL, Untranslatable, literal
+from .values import IN, SPATIAL, Missing, Untranslatable, literal
 
 MAX_ROUNDS = 1000
 
@@ -31,6 +31,7 @@ class ClassInfo:
     rank: int  # of the block's input
     instances: list = field(default_factory=list)
     root_channels: int = None  # the input channels of the first model this class is the root of
+    class_params: dict = field(default_factory=dict)  # parameter -> id()s of the blocks it is given
     name: str = ""
     source: ClassSource = None
 
@@ -51,10 +52,18 @@ class Generator:
         self.source = ""
         self._inline: dict = {}
         self._names = None
+        self.blocks: dict = {}  # id(block) -> block, for the blocks passed as values
+        self.class_params: dict = {}  # id(block) -> {parameter: id()s of the blocks its instances pass}
+        self.width_params: dict = {}  # id(block) -> what a caller of `out_channels` passes it
         for m in models:
             for inst in _instances(m.root):
                 names = self.fixed_names.setdefault(id(inst.block), set())
-                names |= {p for p, v in inst.params.items() if _holds_block(v)}
+                for p, v in inst.params.items():
+                    if _passes_class(inst.block, p, v):
+                        self.blocks[id(v.defn)] = v.defn
+                        self.class_params.setdefault(id(inst.block), {}).setdefault(p, set()).add(id(v.defn))
+                    elif _holds_block(v):
+                        names.add(p)
 
     # ------------------------------------------------------------------ driver
 
@@ -88,6 +97,8 @@ class Generator:
                 key, fixed = self._key(inst.block, inst.params, inst.input.shape)
                 info = self.classes.setdefault(key, ClassInfo(inst.block, fixed, len(inst.input.shape)))
                 info.instances.append(inst)
+                info.class_params = {p: frozenset(ids) for p, ids in self.class_params.get(id(inst.block), {}).items()
+                                     if p not in fixed}
         for m in reversed(self.models):  # a model's input channels are its root class's default
             self.classes[self._key(m.root.block, m.root.params, m.root.input.shape)[0]].root_channels = m.input_shape[0]
         self._name_all()
@@ -99,7 +110,7 @@ class Generator:
         if info.source is not None or info in self.order:
             return
         tr = Translator(self, info.block, info.fixed, info.rank, instances=info.instances,
-                        root_channels=info.root_channels)
+                        root_channels=info.root_channels, class_params=info.class_params)
         try:
             info.source = tr.translate()
         except Untranslatable as failure:
@@ -109,7 +120,7 @@ class Generator:
 
     def function_for(self, defn, values: dict, in_shape) -> ClassInfo:
         """The helper function a def that makes a module is written as, for these argument values."""
-        from .values import Const, fold
+        from .values import Const, Dyn, fold
         fixed = self.fixed_names.setdefault(id(defn), set())
         fixed |= {p.name for p in defn.params
                   if isinstance(fold(values[p.name]), Const) and _holds_block(fold(values[p.name]).value)}
@@ -119,6 +130,8 @@ class Generator:
         if key not in self.functions:
             block = _function_block(defn)
             info = self.functions[key] = ClassInfo(block, fixed_values, len(in_shape))
+            info.class_params = {p: fold(v).classes for p, v in values.items()
+                                 if isinstance(fold(v), Dyn) and fold(v).classes and p not in fixed_values}
             wanted = defn.name if not any(i.block.name == defn.name for i in list(self.functions.values())[:-1]) \
                 else defn.name + "_" + _suffix(info, list(self.functions.values())).lower()
             info.name = self._names.create(wanted)
@@ -260,13 +273,45 @@ class Generator:
         out = []
         for sig in info.source.params:
             value = m.input_shape[0] if sig.spec == "" else m.root.params[sig.spec]
-            if isinstance(value, BlockRef):
-                raise RuntimeError("a block-valued parameter is always a literal of its class")
+            source = self.class_name(value.defn) if isinstance(value, BlockRef) else literal(value)
             if sig.default is None:
-                out.append(literal(value))
-            elif literal(value) != sig.default:
-                out.append(f"{sig.name}={literal(value)}")
+                out.append(source)
+            elif source != sig.default:
+                out.append(f"{sig.name}={source}")
         return out
+
+    def class_name(self, block) -> str:
+        """The name of the class a block passed as a value is (written for no literal parameter)."""
+        for info in self.classes.values():  # the same definition, perhaps from another load of its file
+            if info.block.span == block.span and info.block.name == block.name and not info.fixed:
+                return info.name
+        raise Untranslatable(frozenset(), f"`{block.name}` is passed as a class but has none of its own")
+
+    def width_of(self, block):
+        """A block's output channels as an expression over its own parameters, for `out_channels`."""
+        from .values import Dyn
+        key = ("width", id(block))
+        if key not in self._inline:
+            info = next(i for i in self.classes.values() if i.block is block and not i.fixed)
+            names = {s.spec: s.name for s in info.source.params}
+            bindings = {p.name: Dyn(names.get(p.name, p.name), deps=frozenset({p.name})) for p in block.params}
+            shape = (Dyn(names.get("", "in_channels"), deps=frozenset({IN})),) + tuple(
+                Missing(frozenset({SPATIAL})) for _ in range(info.rank - 1))
+            tr = Translator(self, block, {}, info.rank, inline=True, bindings=bindings, in_shape=shape)
+            self._inline[key] = tr.output_shape()[0]
+        return self._inline[key]
+
+    def _width_method(self, info: ClassInfo) -> list:
+        """`out_channels(...)`: what a caller that gets the class as a value reads its width from
+        (torchvision's `planes * block.expansion`)."""
+        from .values import deps, src
+        width = self.width_of(info.block)
+        own = deps(width)
+        names = {s.spec or IN: s.name for s in info.source.params}
+        params = [f"{names[p]}: int" if p in own else f"{names[p]}=None" for p in sorted(self.width_params[id(info.block)],
+                                                                                     key=lambda p: p not in own)]
+        return ["    @staticmethod", f"    def out_channels({', '.join(params)}) -> int:",
+                '        """The channels of the output for these arguments."""', f"        return {src(width)}"]
 
     def _function_source(self, info: ClassInfo) -> list:
         defn = info.block.definition
@@ -281,6 +326,8 @@ class Generator:
         out = [f"class {info.name}(nn.Module):"]
         where = f"Block `{info.block.name}` of {_short(info.block.span.path)}:{info.block.span.line}."
         out += _docstring(info.block.doc, where, "    ")
+        if id(info.block) in self.width_params and not info.fixed:
+            out += [""] + self._width_method(info)
         out += ["", f"    def __init__({', '.join(['self'] + params)}) -> None:", "        super().__init__()"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.init]
         out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
@@ -321,6 +368,13 @@ def _layer_instances(layer):
     elif layer.kind == "seq":
         for c in layer.children:
             yield from _layer_instances(c)
+
+
+def _passes_class(block, param, v) -> bool:
+    """Whether the instance passes a block as the class of a required parameter (ResNet's `kind`)."""
+    from .. import ast as spec
+    declared = next(p for p in block.params if p.name == param)
+    return isinstance(v, BlockRef) and isinstance(v.defn, spec.BlockDef) and declared.default is None
 
 
 def _holds_block(v) -> bool:

@@ -39,6 +39,7 @@ class Dyn:
     prec: int = ATOM
     deps: frozenset = frozenset()
     boolean: bool = False  # a comparison or a logical operation: its Python value is a bool
+    classes: frozenset = frozenset()  # for a class passed as a value: id()s of the blocks it may be
 
 
 @dataclass(frozen=True)
