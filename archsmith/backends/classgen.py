@@ -171,6 +171,8 @@ class Translator:
         self.shadows: set = set()  # variables that hold a dimension changed by a loop
         self.loop_deps = None  # inside a Python loop of a block body: what its list depends on
         self.live_curs: list = []  # the tensor flowing through each seq being built
+        self.maybe_layers: dict = {}  # layers declared under a condition -> what the condition reads
+        self.pending_returns: list = []  # (condition, shape) of returns in an `if` the path went on after
         self.out_shape = None
         self.result = ClassSource()
         self.in_rank = in_rank
@@ -321,14 +323,20 @@ class Translator:
 
     def stmts(self, body) -> bool:
         """Translate statements; True where every path returned."""
-        for s in body:
-            if isinstance(s, ast.Assign):
+        body = list(body)
+        index = 0
+        while index < len(body):
+            s = body[index]
+            rest = body[index + 1:]
+            index += 1
+            if isinstance(s, _Bind):
+                self.env[s.var] = s.value
+            elif isinstance(s, ast.Assign):
                 self.assign(s.target, s.value)
             elif isinstance(s, ast.Return):
                 self.do_return(s.value)
                 return True
             elif isinstance(s, ast.If):
-                rest = body[body.index(s) + 1:]
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
                     s = ast.If([(c, b + rest) for c, b in s.branches], (s.orelse or []) + rest, s.span)
@@ -342,10 +350,8 @@ class Translator:
                 if items is None:
                     self.block_for(s, it)
                     continue
-                for v in items:
-                    self.env[s.var] = v
-                    if self.stmts(s.body):
-                        return True
+                # unrolled in place, so that what follows an iteration's early return is in view
+                body[index:index] = [stmt for v in items for stmt in [_Bind(s.var, v)] + list(s.body)]
         return False
 
     def block_for(self, s: ast.For, it):
@@ -554,7 +560,7 @@ class Translator:
         if not _chain(expr, self)[1]:
             value = self.as_tensor(self.eval(expr))
             self.emit_fwd(f"return {value.fwd}")
-            self.out_shape = value.shape
+            self._returns(value.shape)
             return
         leftmost = _leftmost_name(expr)
         if not isinstance(self.env.get(leftmost), TVal):
@@ -564,7 +570,15 @@ class Translator:
         if not isinstance(value, TVal):
             raise Untranslatable(deps(value), "a block returns a tensor")
         self.emit_fwd(f"return {value.fwd}")
-        self.out_shape = value.shape
+        self._returns(value.shape)
+
+    def _returns(self, shape):
+        """The block returns `shape` here, unless one of the returns an `if` made earlier on this path
+        already did (inside an unrolled loop, say): a choice over their conditions, for callers."""
+        if self.inline:  # a class's own output shape is read by no one
+            for cond, earlier in reversed(self.pending_returns):
+                shape = tuple(self._merge_dim("out", [a, b], [], [cond]) for a, b in zip(earlier, shape))
+        self.out_shape = shape
 
     # ------------------------------------------------------------------ conditionals
 
@@ -604,6 +618,12 @@ class Translator:
                 returned.append((cond, self.out_shape))
         self.env, self.layers = dict(before_env), declared
         self.out_shape = None
+        if returned and len(returned) < len(done):  # some branches return, the others go on
+            if any(c is None for c, _ in returned) or len(returned[0][1]) != len(returned[-1][1]):
+                raise Untranslatable(frozenset().union(*[deps(d[0]) for d in done if d[0] is not None]),
+                                     "an `else` that returns while its `if` goes on")
+            self.pending_returns += returned
+            returned = []
         if returned and self.inline:
             conds = [c for c, _ in returned]
             self.out_shape = tuple(self._merge_dim("out", [r[1][i] for r in returned], [], conds)
@@ -626,10 +646,12 @@ class Translator:
             cur = TVal(tuple(self._merge_dim(f"{_DIM_NAMES.get(i, f'dim{i}')}", [s[i] for s in shapes], done, conds)
                              for i in range(len(shapes[0]))), "")
         # layers only some branches declare are None in the others
+        cond_deps = frozenset().union(*[deps(d[0]) for d in done if d[0] is not None])
         for name in sorted(set().union(*[d[5] for d in done]) - set(before_layers), key=list(self.layers).index):
             for d in done:
                 if name not in d[5]:
                     d[1].append("    " * (self.ii + 1) + f"self.{name} = None")
+                    self.maybe_layers[name] = self.maybe_layers.get(name, frozenset()) | cond_deps
         self._write_chain(done, before_layers)
         if seq is not None:
             return cur
@@ -1104,6 +1126,8 @@ class Translator:
             return TVal(out_shape, f"getattr(self, {name.src})({x.fwd})")
         if self.loop_deps is not None:
             raise Untranslatable(self.loop_deps, "a layer declared in every iteration of a loop under one name")
+        if name in self.maybe_layers:  # declared before under a condition, and again here
+            raise Untranslatable(self.maybe_layers[name], f"`{name}` declared under more than one condition")
         if name not in self.layers:
             self.emit_init(f"self.{name} = {module}")
         self.layers[name] = (prim, attrs)
@@ -1264,6 +1288,13 @@ class Translator:
         body = "".join(f"{pad}    ({name if name is not None else repr(str(i))}, {m}),\n"
                        for i, (name, m) in enumerate(items))
         return "nn.Sequential(OrderedDict([\n" + body + f"{pad}]))"
+
+
+@dataclass
+class _Bind:
+    """An unrolled loop's variable taking its next value, among the statements of the body."""
+    var: str
+    value: object
 
 
 _MISSING = object()

@@ -1,13 +1,14 @@
 """PyTorch backend: elaborated models -> readable, standalone Python source.
 
-Each block definition becomes one class, translated from its syntax tree (`classgen`): its
-parameters are the class's constructor parameters, its expressions are written as Python over them,
-so the class is right for every argument it takes, as torchvision's are. Where a construct cannot
-be written over a parameter (a loop over tensors outside a `seq`, a layer name or a split count known
-only at construction, a layer chosen by a block-valued parameter, a size that depends on the input's
-height and width), that parameter is made a literal of the class instead, and the block gets one
-class for each value its instances use: the generator retries with the parameters each failure names
-until every class translates. The models' factories pass the models' arguments."""
+Each block definition becomes one class, and each def that makes a module one helper function,
+translated from its syntax tree (`classgen`): its parameters are the constructor's parameters, its
+expressions are written as Python over them, so the class is right for every argument it takes, as
+torchvision's are. Where a construct cannot be written over a parameter (docs/language.md §14 lists
+them: a split count known only at construction, a size that depends on the input's height and width,
+forward state per loop iteration...), that parameter is made a literal of the class instead, and the
+block gets one class for each value its instances use: the generator retries with the parameters each
+failure names until everything translates. The elaborated instances say which blocks are used with
+which arguments; the models' factories pass the models' arguments."""
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ from .. import ast
 from ..evaluate import BlockRef
 from ..ir import Instance, Model
 from .classgen import RESERVED, RESULT, ClassSource, Namespace, Translator
-from .values import IN, SPATIAL, Missing, Untranslatable, literal
+from .values import IN, SPATIAL, Const, Dyn, Missing, Untranslatable, deps, fold, literal, src
 
 MAX_ROUNDS = 1000
 
@@ -55,6 +56,7 @@ class Generator:
         self.blocks: dict = {}  # id(block) -> block, for the blocks passed as values
         self.class_params: dict = {}  # id(block) -> {parameter: id()s of the blocks its instances pass}
         self.width_params: dict = {}  # id(block) -> what a caller of `out_channels` passes it
+        self.functions: "OrderedDict[tuple, ClassInfo]" = OrderedDict()  # the defs' helper functions
         for m in models:
             for inst in _instances(m.root):
                 names = self.fixed_names.setdefault(id(inst.block), set())
@@ -90,8 +92,7 @@ class Generator:
         fixed |= new
 
     def _translate_all(self):
-        self.classes, self.order, self._inline = OrderedDict(), [], {}
-        self.functions: "OrderedDict[tuple, ClassInfo]" = OrderedDict()
+        self.classes, self.order, self._inline, self.functions = OrderedDict(), [], {}, OrderedDict()
         for m in self.models:
             for inst in _instances(m.root):
                 key, fixed = self._key(inst.block, inst.params, inst.input.shape)
@@ -120,7 +121,6 @@ class Generator:
 
     def function_for(self, defn, values: dict, in_shape) -> ClassInfo:
         """The helper function a def that makes a module is written as, for these argument values."""
-        from .values import Const, Dyn, fold
         fixed = self.fixed_names.setdefault(id(defn), set())
         fixed |= {p.name for p in defn.params
                   if isinstance(fold(values[p.name]), Const) and _holds_block(fold(values[p.name]).value)}
@@ -164,7 +164,6 @@ class Generator:
 
     def _concrete(self, defn, fixed, values: dict, in_shape) -> dict:
         """The values of the parameters `fixed` for a call: they must be known when the caller is written."""
-        from .values import Const, deps, fold
         concrete = {}
         for name in fixed:
             if name in (IN, SPATIAL):
@@ -182,7 +181,6 @@ class Generator:
 
     def class_for(self, block, values: dict, in_shape) -> ClassInfo:
         """The class a call of `block` with these argument values (from a translator) builds."""
-        from .values import Const, fold
         concrete = self._concrete(block, self.fixed_names.setdefault(id(block), set()), values, in_shape)
         shape = tuple(fold(d).value if isinstance(fold(d), Const) else None for d in in_shape)
         key, fixed = self._key(block, concrete, shape)
@@ -289,7 +287,6 @@ class Generator:
 
     def width_of(self, block):
         """A block's output channels as an expression over its own parameters, for `out_channels`."""
-        from .values import Dyn
         key = ("width", id(block))
         if key not in self._inline:
             info = next(i for i in self.classes.values() if i.block is block and not i.fixed)
@@ -304,7 +301,6 @@ class Generator:
     def _width_method(self, info: ClassInfo) -> list:
         """`out_channels(...)`: what a caller that gets the class as a value reads its width from
         (torchvision's `planes * block.expansion`)."""
-        from .values import deps, src
         width = self.width_of(info.block)
         own = deps(width)
         names = {s.spec or IN: s.name for s in info.source.params}
