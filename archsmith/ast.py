@@ -174,6 +174,16 @@ class For:
 
 
 @dataclass
+class ParamDecl:
+    """`param gamma = full([dim], 1e-6)`: a learned tensor of the block (a buffer if `buffer`)."""
+    buffer: bool
+    name: str
+    init: "Call"
+    span: Span
+    name_span: Span
+
+
+@dataclass
 class LayerStmt:
     item: LayerItem
     span: Span

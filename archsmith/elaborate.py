@@ -14,7 +14,7 @@ from .errors import did_you_mean
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor,
                        is_int, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
-from .primitives import PRIMITIVES, REQUIRED, ShapeError, fmt_shape
+from .primitives import INITIALIZERS, PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 
 MAX_NODES = 200_000
 MAX_DEPTH = 64
@@ -111,6 +111,8 @@ class Elaborator(Evaluator):
 
     def _apply_item(self, item: ast.LayerItem, x: Tensor, scope: Scope, seq: Optional[Layer] = None) -> Tensor:
         """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`."""
+        if not x.batched:
+            raise self._unbatched(item.span, scope)
         name = self._layer_name(item.name, scope) if item.name else scope.layer_name
         if item.name and seq is None and scope.instance is not None:
             existing = find_layer(scope.instance, name)
@@ -237,7 +239,7 @@ class Elaborator(Evaluator):
                                 f"{'named' if name is not None else 'part of a seq'}", call.span, scope.file)
             return self._functional(prim.name, [x], attrs, call.span, scope)
         if name is None and seq is None:
-            if prim.has_weights:
+            if prim.stateful(self._infer_attrs(prim, attrs, x), x.shape):
                 raise self._err(f"a `{prim.name}` has weights, so it needs a name, which becomes its checkpoint key",
                                 call.span, scope.file, hint=f"write `name: {prim.name}(...)`")
             return self._functional(prim.name, [x], attrs, call.span, scope)
@@ -252,7 +254,7 @@ class Elaborator(Evaluator):
     def _infer_attrs(self, prim, attrs, x):
         attrs = dict(attrs)
         for attr, dim in prim.inferred:
-            if dim < len(x.shape):
+            if -len(x.shape) <= dim < len(x.shape):
                 attrs[attr] = x.shape[dim]
         return attrs
 
@@ -373,6 +375,10 @@ class Elaborator(Evaluator):
 
     # ---------------------------------------------------------------- functional ops
 
+    def _unbatched(self, span, scope):
+        return self._err("a free parameter has no batch dimension, so only arithmetic applies to it", span,
+                         scope.file, hint="combine it with a tensor first, as in `x * gamma`")
+
     def _functional(self, op, tensors, attrs, span, scope):
         prim = PRIMITIVES[op]
         inst = scope.instance
@@ -380,6 +386,13 @@ class Elaborator(Evaluator):
             raise self._err("tensors exist only inside a block", span, scope.file)
         for p in prim.params:
             attrs.setdefault(p.name, p.default if p.default is not REQUIRED else None)
+        batched = [t.batched for t in tensors]
+        if not all(batched):
+            if not prim.elementwise:
+                raise self._unbatched(span, scope)
+            if len(tensors) > 1:
+                attrs["batched"] = batched
+        attrs = self._infer_attrs(prim, attrs, tensors[0])
         shapes = [t.shape for t in tensors]
         out = self._shape(prim, attrs, shapes, span, scope)
         node = self._add_node(op, attrs, tensors, out, span, inst.path if inst else "", None)
@@ -387,7 +400,7 @@ class Elaborator(Evaluator):
         if listed:
             results = [Tensor(node, i, s) for i, s in enumerate(out)]
         else:
-            results = [Tensor(node, 0, out)]
+            results = [Tensor(node, 0, out, any(batched))]
         self._step(inst, Step("func", [t.key for t in tensors], [r.key for r in results], prim=prim, attrs=attrs,
                               span=span))
         return results if listed else results[0]
@@ -421,6 +434,44 @@ class Elaborator(Evaluator):
         return inst
 
 
+    def _declare_parameter(self, s: ast.ParamDecl, scope) -> Tensor:
+        """`param gamma = full([dim], 1e-6)`: a state_dict entry of the block, under the name written."""
+        name = self._layer_name(ast.LayerName(s.name, None, s.name_span), scope)
+        init = s.init
+        if init.func not in INITIALIZERS:
+            raise self._err(f"unknown initializer `{init.func}`", init.func_span, scope.file,
+                            hint=did_you_mean(init.func, INITIALIZERS) or f"use one of {', '.join(INITIALIZERS)}")
+        kind = INITIALIZERS[init.func]
+        args = self._eval_args(init.args, scope)
+        shape_param = ("shape", REQUIRED)
+        bound = self._bind(f"`{kind.name}`", [shape_param] + [(p.name, p.default) for p in kind.params], args,
+                           init.span, scope)
+        if "shape" not in bound:
+            raise self._err(f"`{kind.name}` needs the parameter's shape, as in `{kind.name}([64, 1, 1])`", init.span,
+                            scope.file)
+        shape, shape_expr = bound["shape"]
+        if is_int(shape):
+            shape = [shape]
+        if not (isinstance(shape, list) and shape and all(is_int(d) and d > 0 for d in shape)):
+            raise self._err(f"a parameter's shape must be a list of positive ints, not {shape!r}",
+                            shape_expr.span if shape_expr is not None else init.span, scope.file)
+        attrs = {"shape": list(shape), "init": kind.name, "buffer": s.buffer}
+        for p in kind.params:
+            if p.name in bound:
+                value, expr = bound[p.name]
+                attrs[p.name] = self._check_kind(kind, p, value, expr.span if expr is not None else init.span, scope)
+            elif p.default is REQUIRED:
+                raise self._err(f"`{kind.name}` needs `{p.name}`", init.span, scope.file)
+            else:
+                attrs[p.name] = p.default
+        inst = scope.instance
+        layer = Layer(name, "param", s.span, self._child_path(scope, None, name), attrs=attrs, out_shape=tuple(shape))
+        self._declare(layer, scope, None, s.name_span)
+        node = self._add_node("parameter", attrs, [], tuple(shape), s.span, inst.path, layer.path)
+        tensor = Tensor(node, 0, tuple(shape), batched=False)
+        self._step(inst, Step("param", [], [tensor.key], layer=layer, span=s.span))
+        return tensor
+
     def _recursion(self, defn, span, scope):
         chain = [d.name for d in self.stack[self.stack.index(defn):]] + [defn.name]
         return self._err(f"`{defn.name}` uses itself: {' -> '.join(chain)}", span, scope.file,
@@ -446,6 +497,8 @@ class Elaborator(Evaluator):
                     result = self._run_block_body(s.body, scope)
                     if result is not MISSING:
                         return result
+            elif isinstance(s, ast.ParamDecl):
+                scope.vars[s.name] = self._declare_parameter(s, scope)
             elif isinstance(s, ast.LayerStmt):
                 raise self._err("a layer on its own line has no input here", s.span, scope.file,
                                 hint="apply it to a tensor: `x = x | name: ...`, or put it in a `seq { ... }`")

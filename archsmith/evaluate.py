@@ -191,11 +191,28 @@ class Evaluator:
     def _eval_BinOp(self, e, scope):
         left, right = self.eval(e.left, scope), self.eval(e.right, scope)
         if isinstance(left, Tensor) or isinstance(right, Tensor):
-            if e.op in ("+", "*") and isinstance(left, Tensor) and isinstance(right, Tensor):
-                return self._functional("add" if e.op == "+" else "mul", [left, right], {}, e.span, scope)
-            raise self._err(f"`{e.op}` cannot combine {type_name(left)} and {type_name(right)}", e.span, scope.file,
-                            hint="tensors combine with `+` (add) and `*` (mul)" if e.op in "+*" else None)
+            return self._tensor_op(e.op, left, right, e.span, scope)
         return self._scalar_op(e.op, left, right, e.span, scope)
+
+
+    def _tensor_op(self, op, left, right, span, scope):
+        """`a + b`, `x * 0.5`, `1 - x`, `x ** 2`: the primitives add, sub, mul, div and pow."""
+        names = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+        tensor_first = isinstance(left, Tensor)
+        other = right if tensor_first else left
+        if op == "**" and tensor_first and is_number(other):
+            return self._functional("pow", [left], {"exponent": other}, span, scope)
+        if op in names and isinstance(left, Tensor) and isinstance(right, Tensor):
+            return self._functional(names[op], [left, right], {}, span, scope)
+        if op in names and is_number(other):
+            if not math.isfinite(other):
+                raise self._err(f"a tensor cannot be combined with {other}", span, scope.file)
+            tensor = left if tensor_first else right
+            return self._functional(names[op], [tensor], {"scalar": other, "scalar_first": not tensor_first},
+                                    span, scope)
+        raise self._err(f"`{op}` cannot combine {type_name(left)} and {type_name(right)}", span, scope.file,
+                        hint="tensors combine with tensors and numbers by `+`, `-`, `*` and `/`, and `t ** n` "
+                             "raises a tensor to a number")
 
 
     def _scalar_op(self, op, left, right, span, scope):
@@ -250,6 +267,8 @@ class Evaluator:
         v = self.eval(e.operand, scope)
         if e.op == "not":
             return not self._truth(v, e.operand.span, scope)
+        if isinstance(v, Tensor):
+            return self._functional("neg", [v], {}, e.span, scope)
         if not is_number(v):
             raise self._err(f"cannot negate {type_name(v)}", e.span, scope.file)
         return -v
@@ -351,17 +370,19 @@ class Evaluator:
             raise self._err(f"`{name}` is a layer definition: apply it with `|`, as in `x | name: {name}(...)`",
                             e.span, scope.file)
         if name in BUILTINS:
-            return self._call_builtin(BUILTINS[name], e, scope)
+            values = [self.eval(a.value, scope) for a in e.args]
+            if name in PRIMITIVES and values and isinstance(values[0], Tensor):  # `sqrt(x)` of a tensor
+                return self._call_primitive(PRIMITIVES[name], e, scope, values)
+            return self._call_builtin(BUILTINS[name], e, scope, values)
         if name in PRIMITIVES:
             return self._call_primitive(PRIMITIVES[name], e, scope)
         candidates = list(scope.vars) + list(scope.file.scope) + list(PRIMITIVES) + list(BUILTINS)
         raise self._err(f"unknown function `{name}`", e.func_span, scope.file, hint=did_you_mean(name, candidates))
 
 
-    def _call_builtin(self, b, e, scope):
+    def _call_builtin(self, b, e, scope, values):
         if any(a.name for a in e.args):
             raise self._err(f"`{b.name}` takes no keyword arguments", e.span, scope.file)
-        values = [self.eval(a.value, scope) for a in e.args]
         lo, hi = b.arity
         if not lo <= len(values) <= hi:
             want = f"{lo}" if lo == hi else f"{lo} to {hi}"
@@ -376,11 +397,13 @@ class Evaluator:
             raise self._err(f"`{b.name}`: {err}", e.span, scope.file) from None
 
 
-    def _call_primitive(self, prim, e, scope):
-        """`relu(x)`, `add(a, b)`, `concat(xs)`: a primitive applied in an expression, with no module."""
+    def _call_primitive(self, prim, e, scope, values=None):
+        """`relu(x)`, `add(a, b)`, `concat(xs)`: a primitive applied in an expression, with no module.
+        `values`: the arguments, where they are evaluated already."""
         tensors, rest = [], []
-        for a in e.args:
-            v = self.eval(a.value, scope)
+        if values is None:
+            values = [self.eval(a.value, scope) for a in e.args]
+        for a, v in zip(e.args, values):
             is_tensors = isinstance(v, Tensor) or (isinstance(v, list) and v and all(isinstance(t, Tensor) for t in v))
             if a.name is None and is_tensors and not rest:
                 tensors.extend(v if isinstance(v, list) else [v])
@@ -424,10 +447,10 @@ class Evaluator:
 
 
     def _bind_primitive(self, prim, args, e, scope):
-        params = [(p.name, p.default) for p in prim.params]
+        params = [(p.name, p.default) for p in prim.user_params]
         bound = self._bind(f"`{prim.name}`", params, args, e.span, scope)
         attrs = {}
-        for p in prim.params:
+        for p in prim.user_params:
             if p.name in bound:
                 value, expr = bound[p.name]
                 span = expr.span if expr is not None else e.span
@@ -440,29 +463,41 @@ class Evaluator:
 
 
     def _check_kind(self, prim, p, value, span, scope):
+        def ints(v, n=None):
+            return isinstance(v, list) and all(map(is_int, v)) and (n is None or len(v) == n)
         ok = {
             "int": is_int(value),
+            "dim": is_int(value),
             "float": is_number(value),
+            "number": is_number(value),
             "bool": isinstance(value, bool),
-            "pair": is_int(value) or (isinstance(value, list) and len(value) == 2 and all(map(is_int, value))),
-            "ints": isinstance(value, list) and all(map(is_int, value)),
+            "pair": is_int(value) or ints(value, 2),
+            "ints": ints(value),
+            "dims": is_int(value) or (ints(value) and len(value) > 0),
+            "sizes": ints(value) and len(value) > 0,
             "str": isinstance(value, str),
         }[p.kind]
         if value is None and p.default is None:
-            ok = True
+            return None
         if not ok:
-            want = {"int": "an int", "float": "a number", "bool": "a bool (true/false)",
-                    "pair": "an int or a list of two ints", "ints": "a list of ints", "str": "a string"}[p.kind]
+            want = {"int": "an int", "dim": "an int (a torch dimension)", "float": "a number", "number": "a number",
+                    "bool": "a bool (true/false)", "pair": "an int or a list of two ints", "ints": "a list of ints",
+                    "dims": "an int or a list of ints", "sizes": "a non-empty list of ints",
+                    "str": "a string"}[p.kind]
             raise self._err(f"`{p.name}` of `{prim.name}` must be {want}, not {type_name(value)}", span, scope.file)
-        if p.kind in ("int", "pair") and value is not None:
+        if p.kind in ("int", "pair", "ints"):
             least = p.least
-            if min(value if isinstance(value, list) else [value]) < least:
+            if min(value if isinstance(value, list) else [value], default=least) < least:
                 what = "at least 0" if least == 0 else "positive"
                 raise self._err(f"`{p.name}` of `{prim.name}` must be {what}, got {value}", span, scope.file)
-        if p.kind == "float" and value is not None:
-            value = float(value)
+        if p.kind in ("float", "number"):
             if not math.isfinite(value):
                 raise self._err(f"`{p.name}` of `{prim.name}` must be a finite number, got {value}", span, scope.file)
+            if p.kind == "float":
+                value = float(value)
+        if p.choices and value not in p.choices:
+            raise self._err(f"`{p.name}` of `{prim.name}` must be one of {', '.join(map(repr, p.choices))}, "
+                            f"not {value!r}", span, scope.file, hint=did_you_mean(value, p.choices))
         return value
 
 

@@ -22,10 +22,12 @@ import networkx as nx
 
 @dataclass
 class Tensor:
-    """A value in the dataflow: output `index` of graph node `node`, of per-sample `shape`."""
+    """A value in the dataflow: output `index` of graph node `node`, of per-sample `shape`. A block's
+    free parameter is not `batched`: its shape is its whole torch shape."""
     node: int
     index: int
     shape: tuple
+    batched: bool = True
 
     @property
     def key(self):
@@ -34,9 +36,10 @@ class Tensor:
 
 @dataclass
 class Layer:
-    """A module with a name: a primitive, a `seq`, or an instance of a block."""
+    """A module with a name: a primitive, a `seq`, or an instance of a block; or a block's free
+    parameter or buffer (kind "param": `attrs` as its graph node's, `out_shape` its shape)."""
     name: str
-    kind: str  # "prim", "seq" or "block"
+    kind: str  # "prim", "seq", "block" or "param"
     span: object
     path: str  # dotted module path from the model: the checkpoint key prefix
     prim: object = None  # primitives.Primitive, for kind "prim"
@@ -50,8 +53,9 @@ class Layer:
 @dataclass
 class Step:
     """One line of a forward: apply `layer` (or the functional `prim`) to `inputs`, giving `outputs`;
-    an "alias" step is `y = x` between tensor variables."""
-    kind: str  # "apply", "func" or "alias"
+    an "alias" step is `y = x` between tensor variables; a "param" step declares the free parameter
+    `layer`, its one output."""
+    kind: str  # "apply", "func", "alias" or "param"
     inputs: list  # tensor keys; for "alias", the aliased key
     outputs: list  # tensor keys (several for split/chunk)
     layer: Optional[Layer] = None

@@ -233,6 +233,13 @@ class _ToAst(Transformer_NonRecursive):
         var, iterable, body = children
         return ast.For(str(var), iterable, body, self._s(meta))
 
+    def param_stmt(self, meta, children):
+        keyword, name, init = children
+        if keyword not in ("param", "buffer"):
+            raise SpecError(f"unexpected `{name}` after `{keyword}`", _span(self.path, name),
+                            hint="a statement starting with two names declares a tensor: `param name = zeros([n])`")
+        return ast.ParamDecl(keyword == "buffer", str(name), init, self._s(meta), _span(self.path, name))
+
     def layer_stmt(self, meta, children):
         return ast.LayerStmt(children[0], self._s(meta))
 

@@ -1,10 +1,12 @@
 """Passes over an elaborated graph: pure functions that check it or measure it."""
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 
 from .errors import SpecError
-from .primitives import PRIMITIVES
+from .primitives import primitive_of
 
 
 class GraphError(Exception):
@@ -26,7 +28,7 @@ def validate(graph: nx.DiGraph) -> None:
         if op in ("input", "output"):
             continue
         shapes = [output_shape(graph, src, index) for src, index in data["inputs"]]
-        expected = PRIMITIVES[op].shape(data["attrs"], shapes)
+        expected = primitive_of(op).shape(data["attrs"], shapes)
         if _as_tuple(expected) != _as_tuple(data["shape"]):
             raise GraphError(f"node {n} ({op}) has shape {data['shape']}, its rule gives {expected}")
         module = data["module"]
@@ -64,37 +66,33 @@ def _as_tuple(shape):
     return [tuple(s) for s in shape] if isinstance(shape, list) else tuple(shape)
 
 
-def parameter_count(graph: nx.DiGraph) -> int:
-    """Trainable parameters, counting each module once however often it is applied."""
-    seen, total = set(), 0
+def _modules(graph: nx.DiGraph):
+    """(primitive, attrs, input shape) of each module, once however often it is applied."""
+    seen = set()
     for n, data in graph.nodes(data=True):
         if data["op"] in ("input", "output") or data["module"] is None or data["module"] in seen:
             continue
         seen.add(data["module"])
-        in_shape = output_shape(graph, *data["inputs"][0])
-        total += PRIMITIVES[data["op"]].weights(data["attrs"], in_shape)
-    return total
+        in_shape = output_shape(graph, *data["inputs"][0]) if data["inputs"] else ()
+        yield primitive_of(data["op"]), data["attrs"], in_shape
+
+
+def parameter_count(graph: nx.DiGraph) -> int:
+    """Trainable parameters, counting each module once however often it is applied."""
+    return sum(math.prod(shape) for prim, attrs, in_shape in _modules(graph)
+               for shape, trainable in prim.state(attrs, in_shape).values() if trainable)
 
 
 def mac_count(graph: nx.DiGraph) -> int:
     """Multiply-accumulates of convolutions and linear layers for one sample."""
     total = 0
     for n, data in graph.nodes(data=True):
-        if data["op"] in ("conv2d", "linear"):
-            in_shape = output_shape(graph, *data["inputs"][0])
-            total += PRIMITIVES[data["op"]].macs(data["attrs"], in_shape, data["shape"])
+        if data["op"] not in ("input", "output"):
+            in_shape = output_shape(graph, *data["inputs"][0]) if data["inputs"] else ()
+            total += primitive_of(data["op"]).macs(data["attrs"], in_shape, data["shape"])
     return total
 
 
 def state_dict_size(graph: nx.DiGraph) -> int:
     """Entries the generated module's state_dict will have."""
-    per_op = {"conv2d": lambda a: 2 if a["bias"] else 1, "linear": lambda a: 2 if a["bias"] else 1,
-              "batchnorm2d": lambda a: 5, "batchnorm1d": lambda a: 5}
-    seen, total = set(), 0
-    for n, data in graph.nodes(data=True):
-        module = data["module"]
-        if module is None or module in seen or data["op"] not in per_op:
-            continue
-        seen.add(module)
-        total += per_op[data["op"]](data["attrs"])
-    return total
+    return sum(len(prim.state(attrs, in_shape)) for prim, attrs, in_shape in _modules(graph))

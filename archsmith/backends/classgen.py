@@ -25,13 +25,13 @@ from .. import ast
 from ..queries import names_in, walk
 from ..elaborate import RESERVED_LAYER_NAMES
 from ..evaluate import BUILTINS, BlockRef
-from ..primitives import PRIMITIVES, REQUIRED, Primitive, ShapeError, _spatial, pair
+from ..primitives import INITIALIZERS, PRIMITIVES, REQUIRED, Primitive, ShapeError, broadcast, dim_index, spatial_out
 from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, SList, TList, TVal, Untranslatable, binop, boolop,
                      call, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)
 
 # Names the generated module defines or imports; no spec name may take them.
 MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
-                "Optional"}
+                "LayerNorm2d", "Optional"}
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | MODULE_NAMES
 LOCAL = "@local"  # dependency on a variable of the function being written (a loop variable, say)
 
@@ -333,6 +333,8 @@ class Translator:
                 self.env[s.var] = s.value
             elif isinstance(s, ast.Assign):
                 self.assign(s.target, s.value)
+            elif isinstance(s, ast.ParamDecl):
+                self.env[s.name] = self.declare_parameter(s)
             elif isinstance(s, ast.Return):
                 self.do_return(s.value)
                 return True
@@ -818,11 +820,23 @@ class Translator:
                 total = binop("+", total, t.shape[0])
             return TList((total,) + a.shape[1:], f"{a.fwd} + [{', '.join(t.fwd for t in b.items)}]", PREC["+"])
         if isinstance(a, TVal) or isinstance(b, TVal):
-            return self.functional(PRIMITIVES["add" if e.op == "+" else "mul"], [a, b], {})
+            return self.tensor_op(e.op, a, b)
         return binop(e.op, a, b)
+
+    def tensor_op(self, op, a, b):
+        """As the elaborator's `_tensor_op`: arithmetic of tensors and numbers."""
+        names = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+        if op == "**":
+            return self.functional(PRIMITIVES["pow"], [a], {"exponent": b})
+        if isinstance(a, TVal) and isinstance(b, TVal):
+            return self.functional(PRIMITIVES[names[op]], [a, b], {})
+        tensor, scalar = (a, b) if isinstance(a, TVal) else (b, a)
+        return self.functional(PRIMITIVES[names[op]], [tensor], {"scalar": scalar, "scalar_first": Const(tensor is b)})
 
     def _e_UnaryOp(self, e):
         v = self.eval(e.operand)
+        if isinstance(v, TVal):
+            return self.functional(PRIMITIVES["neg"], [v], {})
         return not_(truth(v)) if e.op == "not" else neg(v)
 
     def _e_BoolOp(self, e):
@@ -890,7 +904,10 @@ class Translator:
             (arg,) = [self.eval(a.value) for a in e.args]
             return self.reapply(name, arg)
         if name in BUILTINS:
-            return self.builtin(name, [fold(self.eval(a.value)) for a in e.args])
+            values = [fold(self.eval(a.value)) for a in e.args]
+            if name in PRIMITIVES and values and isinstance(values[0], TVal):
+                return self.call_primitive(PRIMITIVES[name], e, values)
+            return self.builtin(name, values)
         return self.call_primitive(PRIMITIVES[name], e)
 
     def builtin(self, name, args):
@@ -913,29 +930,54 @@ class Translator:
     def functional(self, prim: Primitive, tensors: list, attrs: dict):
         """A primitive applied in forward without a module."""
         tensors = [self.as_tensor(t) for t in tensors]
+        for p in prim.params:
+            attrs.setdefault(p.name, Const(p.default if p.default is not REQUIRED else None))
+        batched = [t.batched for t in tensors]
+        if len(tensors) > 1 and not all(batched):
+            attrs["batched"] = Const(batched)
+        attrs = with_inferred(prim, attrs, tensors[0].shape)
         shape = sym_shape(prim, attrs, [t.shape for t in tensors])
-        if prim.name in ("add", "mul"):
-            prec = PREC["+"] if prim.name == "add" else PREC["*"]
-            op = " + " if prim.name == "add" else " * "
-            parts = [wrap(tensors[0].fwd, tensors[0].prec, prec)] + [wrap(t.fwd, t.prec, prec + 1) for t in tensors[1:]]
-            return TVal(shape, op.join(parts), prec)
-        if prim.name == "drop_path":
-            self.result.uses.add("drop_path")
-        sources = [wrap(t.fwd, t.prec, ATOM) if prim.name in ("mean", "slice") else t.fwd for t in tensors]
+        if prim.support:
+            self.result.uses.add(prim.support)
+        if prim.name in _OPERATORS:
+            return TVal(shape, *self.operator_source(prim, tensors, attrs), batched=any(batched))
+        sources = [wrap(t.fwd, t.prec, ATOM) if prim.method else t.fwd for t in tensors]
         source = prim.functional(_Args(self, prim, attrs, forward=True), sources)
         if prim.inputs == "list":
             return TTuple(shape, source)
-        return TVal(shape, source)
+        return TVal(shape, source, batched=any(batched))
+
+    def operator_source(self, prim, tensors, attrs):
+        """(source, precedence) of `a + b`, `x * 0.5`, `1 - x`, `-x`, `x ** 2`, with the least parentheses."""
+        symbol, prec = _OPERATORS[prim.name]
+        if prim.name == "neg":
+            return f"-{wrap(tensors[0].fwd, tensors[0].prec, prec)}", prec
+        operands = [(t.fwd, t.prec) for t in tensors]
+        scalar = fold(attrs.get("scalar", Const(None)))
+        if prim.name == "pow":
+            scalar = fold(attrs["exponent"])
+        if not (isinstance(scalar, Const) and scalar.value is None):
+            source = self.fsrc(scalar, f"{prim.name}_operand")
+            operand = (source, src_prec(scalar)[1] if isinstance(scalar, Const) else ATOM)
+            first = fold(attrs.get("scalar_first", Const(False)))
+            operands = [operand] + operands if isinstance(first, Const) and first.value else operands + [operand]
+        if prim.name == "pow":  # right-associative
+            (a, ap), (b, bp) = operands
+            return f"{wrap(a, ap, prec + 1)} ** {wrap(b, bp, PREC['neg'])}", prec
+        parts = [wrap(operands[0][0], operands[0][1], prec)]
+        parts += [wrap(x, xp, prec + 1) for x, xp in operands[1:]]
+        return f" {symbol} ".join(parts), prec
 
     def as_tensor(self, v):
         if isinstance(v, TVal):
             return v
         raise Untranslatable(deps(v), "a tensor expected")
 
-    def call_primitive(self, prim: Primitive, e: ast.Call):
+    def call_primitive(self, prim: Primitive, e: ast.Call, values=None):
         tensors, rest = [], []
-        for a in e.args:
-            v = self.eval(a.value)
+        if values is None:
+            values = [self.eval(a.value) for a in e.args]
+        for a, v in zip(e.args, values):
             if isinstance(v, TList):  # `concat(features)`: the list itself, concatenated on channels
                 attrs = bind_primitive(prim, [(x.name, self.eval(x.value)) for x in e.args[1:]])
                 if prim.name != "concat" or len(e.args) != 1 + len(e.args[1:]) or attrs["dim"] != Const(1):
@@ -1133,6 +1175,40 @@ class Translator:
         self.layers[name] = (prim, attrs)
         return TVal(out_shape, f"self.{name}({x.fwd})")
 
+    def declare_parameter(self, s: ast.ParamDecl) -> TVal:
+        """`self.gamma = nn.Parameter(torch.full((dim, 1, 1), init))`, or a registered buffer."""
+        kind = INITIALIZERS[s.init.func]
+        names = ["shape"] + [p.name for p in kind.params]
+        given = dict(zip(names, [self.eval(a.value) for a in s.init.args if a.name is None]))
+        given.update({a.name: self.eval(a.value) for a in s.init.args if a.name is not None})
+        shape = fold(given["shape"])
+        if isinstance(shape, Const) and is_int(shape.value):
+            shape = Const([shape.value])
+        if isinstance(shape, Const):
+            dims = [Const(d) for d in shape.value]
+        elif isinstance(shape, SList):
+            dims = shape.items
+        else:
+            raise Untranslatable(deps(shape), "a parameter whose rank is known only at construction")
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps, "a parameter declared in every iteration of a loop")
+        sizes = ", ".join(src(d) for d in dims)
+        args = {p.name: fold(given.get(p.name, Const(p.default))) for p in kind.params}
+        if kind.name == "full":
+            tensor = f"torch.full(({sizes}{',' if len(dims) == 1 else ''}), {src(args['value'])})"
+        else:
+            tensor = f"torch.{kind.name if kind.name in ('zeros', 'ones') else 'empty'}({sizes})"
+        if s.buffer:
+            self.emit_init(f"self.register_buffer({s.name!r}, {tensor})")
+        else:
+            self.emit_init(f"self.{s.name} = nn.Parameter({tensor})")
+        if kind.name in ("normal", "trunc_normal"):
+            extra = [f"{k}={src(args[k])}" for k in ("mean", "std")
+                     if not (isinstance(args[k], Const) and args[k].value == {"mean": 0.0, "std": 1.0}[k])]
+            self.emit_init(f"nn.init.{kind.name}_({', '.join([f'self.{s.name}'] + extra)})")
+        self.layers[s.name] = (None, None)
+        return TVal(tuple(dims), f"self.{s.name}", batched=False)
+
     def apply_primitive(self, prim: Primitive, args, name, x: TVal, seq):
         tensors = [v for _, v in args if isinstance(v, TVal) or (isinstance(v, SList) and any(
             isinstance(i, TVal) for i in v.items))]
@@ -1149,12 +1225,11 @@ class Translator:
         shape = sym_shape(prim, attrs, [x.shape])
         module = ""
         if not self.inline:
-            prefix = "" if prim.name == "drop_path" else "nn."
-            if prim.name == "drop_path":
-                self.result.uses.add("drop_path")
-            module = f"{prefix}{prim.torch_class}({prim.ctor(_Args(self, prim, attrs), x.shape)})"
+            if prim.support:
+                self.result.uses.add(prim.support)
+            module = f"{prim.module_class}({prim.ctor(_Args(self, prim, attrs), x.shape)})"
         if name == RESULT:
-            self.result.returns = prim.torch_class if prim.name == "drop_path" else f"nn.{prim.torch_class}"
+            self.result.returns = prim.module_class
         return self.declare(name, module, x, shape, seq, prim, attrs)
 
     # ------------------------------------------------------------------ seqs
@@ -1420,19 +1495,18 @@ def bind_primitive(prim: Primitive, args) -> dict:
 def with_inferred(prim: Primitive, attrs: dict, shape) -> dict:
     out = dict(attrs)
     for attr, dim in prim.inferred:
-        if dim < len(shape):
+        if -len(shape) <= dim < len(shape):
             out[attr] = shape[dim]
     return out
 
 
-_POOLS = {"conv2d": (True, False), "maxpool2d": (True, True), "avgpool2d": (False, True)}
+_WINDOWS = {"conv": (True, False), "maxpool": (True, True), "avgpool": (False, True)}  # (dilation, ceil_mode)
 
 
 def sym_shape(prim: Primitive, attrs: dict, shapes: list):
-    """The output shape (of values) of `prim` on inputs of these shapes."""
+    """The output shape (of values) of `prim` on inputs of these shapes: the primitive's own rule where
+    everything is constant, else the same rule over values. A size it cannot write is `Missing`."""
     attrs = {k: fold(v) for k, v in attrs.items()}
-    name = prim.name
-    s0 = shapes[0]
     if all(isinstance(d, Const) for s in shapes for d in s) and all(isinstance(v, Const) for v in attrs.values()):
         try:
             out = prim.shape({k: v.value for k, v in attrs.items()}, [tuple(d.value for d in s) for s in shapes])
@@ -1442,61 +1516,147 @@ def sym_shape(prim: Primitive, attrs: dict, shapes: list):
             if prim.inputs == "list":
                 return [tuple(Const(d) for d in s) for s in out]
             return tuple(Const(d) for d in out)
-    if name in _POOLS or name == "pad":
+    try:
+        return _symbolic(prim, attrs, shapes)
+    except _NotConstant as unknown:
+        everything = frozenset().union(*[deps(v) for v in attrs.values()], *[deps(d) for s in shapes for d in s])
+        if prim.inputs == "list":
+            raise Untranslatable(unknown.deps or everything, f"a `{prim.name}` whose parts are known only at construction")
+        return tuple(Missing(unknown.deps or everything) for _ in range(unknown.rank or len(shapes[0])))
+
+
+class _NotConstant(Exception):
+    """An argument that decides the output's rank or layout is known only at construction."""
+
+    def __init__(self, v=None, rank=None):
+        super().__init__()
+        self.deps = deps(v) if v is not None else frozenset()
+        self.rank = rank
+
+
+def _const(v):
+    v = fold(v)
+    if not isinstance(v, Const):
+        raise _NotConstant(v)
+    return v.value
+
+
+def _product(dims):
+    out = Const(1)
+    for d in dims:
+        out = binop("*", out, d)
+    return out
+
+
+def _symbolic(prim, attrs, shapes):
+    name, s0 = prim.name, tuple(shapes[0])
+    if prim.keeps_shape:
+        return s0
+    if name == "pad" or name[:-2] in ("conv", "maxpool", "avgpool"):
         spatial = _spatial_dims(prim, attrs, s0)
-        first = attrs["out_channels"] if name == "conv2d" else s0[0]
-        return (first,) + spatial
+        return ((attrs["out_channels"] if name.startswith("conv") else s0[0]),) + spatial
     if name.startswith("adaptive_"):
         size = attrs["output_size"]
+        n = len(s0) - 1
         if isinstance(size, Const):
-            return (s0[0],) + tuple(Const(d) for d in pair(size.value))
-        return (s0[0],) + (Missing(deps(size)),) * 2
+            return (s0[0],) + tuple(Const(d) for d in ((size.value,) * n if is_int(size.value) else size.value))
+        return (s0[0],) + (Missing(deps(size)),) * n
     if name == "linear":
-        return (attrs["out_features"],)
+        return s0[:-1] + (attrs["out_features"],)
     if name == "flatten":
-        out = s0[0]
-        for d in s0[1:]:
-            out = binop("*", out, d)
-        return (out,)
-    if name == "mean":
-        dims = attrs["dim"]
-        if not isinstance(dims, Const):
-            return tuple(Missing(deps(dims)) for _ in s0)
-        drop = {d - 1 for d in dims.value}
-        if attrs["keepdim"].value:
+        i, j = (dim_index(_const(attrs[k]), s0, name) for k in ("start_dim", "end_dim"))
+        return s0[:i] + (_product(s0[i:j + 1]),) + s0[j + 1:]
+    if name in ("unflatten", "reshape"):
+        if name == "unflatten":
+            i = dim_index(_const(attrs["dim"]), s0, name)
+            before, total, after, sizes = s0[:i], s0[i], s0[i + 1:], attrs["sizes"]
+        else:
+            before, total, after, sizes = (), _product(s0), (), attrs["shape"]
+        items = [Const(v) for v in sizes.value] if isinstance(sizes, Const) else (
+            sizes.items if isinstance(sizes, SList) else None)
+        if items is None:
+            raise _NotConstant(sizes)
+        if any(isinstance(v, Const) and v.value == -1 for v in items):
+            known = _product([v for v in items if not (isinstance(v, Const) and v.value == -1)])
+            items = [binop("//", total, known) if isinstance(v, Const) and v.value == -1 else v for v in items]
+        elif not all(isinstance(v, Const) for v in items):
+            raise _NotConstant(sizes, rank=len(before) + len(items) + len(after))  # a -1 may hide among them
+        return before + tuple(items) + after
+    if name == "permute":
+        return tuple(s0[d - 1] for d in _const(attrs["dims"])[1:])
+    if name == "transpose":
+        out = list(s0)
+        i, j = (dim_index(_const(attrs[k]), s0, name) for k in ("dim0", "dim1"))
+        out[i], out[j] = out[j], out[i]
+        return tuple(out)
+    if name == "squeeze":
+        i = dim_index(_const(attrs["dim"]), s0, name)
+        return s0[:i] + s0[i + 1:]
+    if name == "unsqueeze":
+        i = dim_index(_const(attrs["dim"]), s0, name, extra=1)
+        return s0[:i] + (Const(1),) + s0[i:]
+    if name in ("pixel_shuffle", "pixel_unshuffle"):
+        r = attrs["upscale_factor" if name == "pixel_shuffle" else "downscale_factor"]
+        sq = binop("*", r, r)
+        if name == "pixel_shuffle":
+            return (binop("//", s0[0], sq), binop("*", s0[1], r), binop("*", s0[2], r))
+        return (binop("*", s0[0], sq), binop("//", s0[1], r), binop("//", s0[2], r))
+    if name == "upsample":
+        size = attrs["size"]
+        if isinstance(size, Const) and size.value is not None:
+            n = len(s0) - 1
+            return (s0[0],) + tuple(Const(d) for d in ((size.value,) * n if is_int(size.value) else size.value))
+        return (s0[0],) + tuple(Missing(deps(attrs["scale_factor"]) | deps(size) | {SPATIAL}) for _ in s0[1:])
+    if name in ("add", "sub", "mul", "div"):
+        return _broadcast_values(shapes, attrs.get("batched"))
+    if name in ("mean", "sum", "amax"):
+        dims = _const(attrs["dim"])
+        drop = {dim_index(d, s0, name) for d in (dims if isinstance(dims, list) else [dims])}
+        if _const(attrs["keepdim"]):
             return tuple(Const(1) if i in drop else d for i, d in enumerate(s0))
         return tuple(d for i, d in enumerate(s0) if i not in drop)
-    if name in ("add", "mul"):
-        # equal wherever the op runs: keep the size that is 1 nowhere, known, or not the block's input
-        def rank(d):
-            d = fold(d)
-            ones = isinstance(d, Const) and d.value == 1
-            return (ones, isinstance(d, Missing), not isinstance(d, Const), bool({IN, INPUT} & deps(d)))
-        return tuple(min(dims, key=rank) for dims in zip(*shapes))
-    if name == "concat":
-        dim = attrs["dim"]
-        if not isinstance(dim, Const):
-            return tuple(Missing(deps(dim)) for _ in s0)
-        i = dim.value - 1
+    if name in ("concat", "stack"):
+        i = dim_index(_const(attrs["dim"]), s0, name, extra=int(name == "stack"))
+        if name == "stack":
+            return s0[:i] + (Const(len(shapes)),) + s0[i:]
         total = s0[i]
         for s in shapes[1:]:
             total = binop("+", total, s[i])
         return s0[:i] + (total,) + s0[i + 1:]
     if name == "split":
+        i = dim_index(_const(attrs["dim"]), s0, name)
         sizes = attrs["sizes"]
         items = [Const(v) for v in sizes.value] if isinstance(sizes, Const) else (
             sizes.items if isinstance(sizes, SList) else None)
         if items is None:
             raise Untranslatable(deps(sizes), "a split into a number of parts known only at construction")
-        return [(n,) + tuple(s0[1:]) for n in items]
+        return [s0[:i] + (n,) + s0[i + 1:] for n in items]
     if name == "chunk":
+        i = dim_index(_const(attrs["dim"]), s0, name)
         n = attrs["chunks"]
         if not isinstance(n, Const):
             raise Untranslatable(deps(n), "a chunk into a number of parts known only at construction")
-        return [(binop("//", s0[0], n),) + tuple(s0[1:])] * n.value
+        return [s0[:i] + (binop("//", s0[i], n),) + s0[i + 1:]] * n.value
     if name == "slice":
-        return (binop("-", attrs["stop"], attrs["start"]),) + tuple(s0[1:])
-    return tuple(s0)
+        return (binop("-", attrs["stop"], attrs["start"]),) + s0[1:]
+    raise _NotConstant()
+
+
+def _broadcast_values(shapes, batched):
+    """`primitives.broadcast` over values: where sizes may differ, keep the one that is 1 nowhere, known,
+    or not the block's input (equal wherever the op runs)."""
+    batched = fold(batched) if batched is not None else Const(None)
+    flags = batched.value if isinstance(batched, Const) and batched.value else [True] * len(shapes)
+    rank = max((len(s) for s, b in zip(shapes, flags) if b), default=None)
+    sized = [tuple(s)[1:] if not b and rank is not None and len(s) > rank else tuple(s) for s, b in zip(shapes, flags)]
+    width = max(len(s) for s in sized)
+
+    def preference(d):
+        d = fold(d)
+        ones = isinstance(d, Const) and d.value == 1
+        return (ones, isinstance(d, Missing), not isinstance(d, Const), bool({IN, INPUT} & deps(d)))
+    columns = [[s[len(s) - width + j] for s in sized if len(s) - width + j >= 0] for j in range(width)]
+    return tuple(min(column, key=preference) for column in columns)
 
 
 def _spatial_dims(prim, attrs, shape):
@@ -1505,22 +1665,26 @@ def _spatial_dims(prim, attrs, shape):
         if isinstance(p, Const):
             v = list(p.value)
             out = list(shape[1:])
-            out[-1] = binop("+", out[-1], Const(v[0] + v[1]))
-            if len(v) == 4:
-                out[-2] = binop("+", out[-2], Const(v[2] + v[3]))
+            for k in range(len(v) // 2):
+                out[-1 - k] = binop("+", out[-1 - k], Const(v[2 * k] + v[2 * k + 1]))
             return tuple(out)
         return tuple(Missing(deps(p)) for _ in shape[1:])
     relevant = [attrs.get(k, Const(None)) for k in ("kernel_size", "stride", "padding", "dilation", "ceil_mode")]
     if all(isinstance(d, Const) for d in shape[1:]) and all(isinstance(v, Const) for v in relevant):
-        dilation, ceil = _POOLS[prim.name]
+        dilation, ceil = _WINDOWS[prim.name[:-2]]
         try:
-            h, w = _spatial({k: v.value for k, v in attrs.items() if isinstance(v, Const)},
-                            (0,) + tuple(d.value for d in shape[1:]), prim.name, dilation=dilation, ceil=ceil)
-            return Const(h), Const(w)
+            return tuple(Const(d) for d in spatial_out(
+                {k: v.value for k, v in attrs.items() if isinstance(v, Const)}, (0,) + tuple(d.value for d in shape[1:]),
+                prim.name, len(shape) - 1, dilation=dilation, ceil=ceil))
         except (ShapeError, KeyError, TypeError):
             pass
     missing = Missing(frozenset().union(*[deps(v) for v in relevant], *[deps(d) for d in shape[1:]]))
     return tuple(missing for _ in shape[1:])
+
+
+# primitives written as Python operators: (symbol, precedence)
+_OPERATORS = {"add": ("+", PREC["+"]), "sub": ("-", PREC["-"]), "mul": ("*", PREC["*"]), "div": ("/", PREC["/"]),
+              "neg": ("-", PREC["neg"]), "pow": ("**", PREC["**"])}
 
 
 class _Args:
@@ -1558,10 +1722,33 @@ class _Args:
                 out.append(f"{name}={self[name]}")
         return out
 
+    def known(self, name):
+        """The argument's value if it is known when the class is written, else None."""
+        v = fold(self.attrs[name])
+        return v.value if isinstance(v, Const) else None
+
+    def splat(self, name) -> str:
+        """A list argument as the arguments of a call: `4, 8` (or `*sizes`)."""
+        v = fold(self.attrs[name])
+        if isinstance(v, Const):
+            return ", ".join(literal(i) for i in v.value)
+        if isinstance(v, SList):
+            return ", ".join(self.tr.fsrc(i, f"{self.prim.name}_{name}") if self.forward else src(i) for i in v.items)
+        return f"*{self[name]}"
+
+    def dims(self, name) -> str:
+        """A `dims` argument: `(2, 3)`, or one dimension `-1`."""
+        v = fold(self.attrs[name])
+        if isinstance(v, Const) and is_int(v.value):
+            return literal(v.value)
+        return self.tuple(name)
+
     def tuple(self, name) -> str:
         v = fold(self.attrs[name])
         if isinstance(v, Const) and is_int(v.value):
             return f"({v.value}, {v.value})" if self.kinds[name].kind == "pair" else f"({v.value},)"
+        if isinstance(v, SList) and self.forward:
+            return "(" + ", ".join(self.tr.fsrc(i, f"{self.prim.name}_{name}") for i in v.items) + ("," if len(v.items) == 1 else "") + ")"
         if isinstance(v, Const) and isinstance(v.value, list):
             inner = ", ".join(literal(i) for i in v.value)
             return f"({inner},)" if len(v.value) == 1 else f"({inner})"

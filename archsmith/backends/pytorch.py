@@ -238,8 +238,8 @@ class Generator:
         uses = set().union(*[info.source.uses for info in written]) if written else set()
         factories = sorted(self.factory_names.values())
         body = ["__all__ = [" + ", ".join(repr(n) for n in sorted(info.name for info in self.order) + factories) + "]"]
-        if "drop_path" in uses:
-            body += ["", ""] + _DROP_PATH
+        for helper in sorted(uses & SUPPORT.keys()):
+            body += ["", ""] + SUPPORT[helper]
         for info in self.functions.values():
             body += ["", ""] + self._function_source(info)
         for info in self.order:
@@ -271,18 +271,29 @@ class Generator:
         out = []
         for sig in info.source.params:
             value = m.input_shape[0] if sig.spec == "" else m.root.params[sig.spec]
-            source = self.class_name(value.defn) if isinstance(value, BlockRef) else literal(value)
+            if isinstance(value, BlockRef):
+                # a block the class never builds (its parameter is unread) has no class: nothing to pass
+                source = self.class_name(value.defn) if self._has_class(value.defn) else "None"
+            else:
+                source = literal(value)
             if sig.default is None:
                 out.append(source)
             elif source != sig.default:
                 out.append(f"{sig.name}={source}")
         return out
 
+    def _classes_of(self, block):
+        # the same definition, perhaps from another load of its file
+        return [info for info in self.classes.values()
+                if info.block.span == block.span and info.block.name == block.name and not info.fixed]
+
+    def _has_class(self, block) -> bool:
+        return bool(self._classes_of(block))
+
     def class_name(self, block) -> str:
         """The name of the class a block passed as a value is (written for no literal parameter)."""
-        for info in self.classes.values():  # the same definition, perhaps from another load of its file
-            if info.block.span == block.span and info.block.name == block.name and not info.fixed:
-                return info.name
+        for info in self._classes_of(block):
+            return info.name
         raise Untranslatable(frozenset(), f"`{block.name}` is passed as a class but has none of its own")
 
     def width_of(self, block):
@@ -447,6 +458,20 @@ _DROP_PATH = [
     "    def forward(self, x: Tensor) -> Tensor:",
     "        return drop_path(x, self.p, self.training)",
 ]
+
+
+_LAYER_NORM_2D = [
+    "class LayerNorm2d(nn.LayerNorm):",
+    '    """Layer norm over the channels of an N x C x H x W tensor (torchvision\'s LayerNorm2d)."""',
+    "",
+    "    def forward(self, x: Tensor) -> Tensor:",
+    "        x = x.permute(0, 2, 3, 1)",
+    "        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)",
+    "        return x.permute(0, 3, 1, 2)",
+]
+
+# helper code of the generated file, by the name a primitive's `support` gives
+SUPPORT = {"drop_path": _DROP_PATH, "layer_norm2d": _LAYER_NORM_2D}
 
 
 def generate(models: list) -> str:

@@ -58,10 +58,12 @@ class SList:
 
 @dataclass
 class TVal:
-    """A tensor of the forward: per-sample shape (values) and the forward source that holds it."""
+    """A tensor of the forward: per-sample shape (values) and the forward source that holds it (a free
+    parameter is not `batched`: its shape is its whole shape)."""
     shape: tuple
     fwd: str
     prec: int = ATOM
+    batched: bool = True
 
 
 @dataclass
