@@ -12,7 +12,7 @@ import networkx as nx
 from . import ast
 from .errors import did_you_mean
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor,
-                       is_int, type_name)
+                       is_int, layer_hint, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
 from .primitives import PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 
@@ -178,7 +178,7 @@ class Elaborator(Evaluator):
             if scope.instance is not None:
                 candidates += [l.name for l in scope.instance.layers]
             raise self._err(f"unknown layer `{fname}`", call.func_span, scope.file,
-                            hint=did_you_mean(fname, candidates))
+                            hint=layer_hint(fname, candidates))
         args = self._eval_args(call.args, scope)
         if isinstance(target, ast.LayerDef):
             return self._expand_def(target, args, name, x, scope, seq, call)
