@@ -40,6 +40,14 @@ set_extra_state set_submodule share_memory state_dict to to_empty train training
 """.split())
 
 
+def _why_not_identifier(name: str) -> str:
+    """Why a layer name (a name, then what `{...}` appends to it) is not a Python identifier."""
+    if keyword.iskeyword(name):
+        return "it is a Python keyword"
+    bad = next((c for c in name if not ("_" + c).isidentifier()), name[0])
+    return f"it contains `{bad}`" if bad.isprintable() and not bad.isspace() else f"it contains U+{ord(bad):04X}"
+
+
 class Elaborator(Evaluator):
     """Builds one model's graph and instance tree from its `model` line."""
 
@@ -137,7 +145,8 @@ class Elaborator(Evaluator):
                                 ln.suffix.span, scope.file)
             name += format_value(v)
         if not name.isidentifier() or keyword.iskeyword(name):
-            raise self._err(f"`{name}` is not a valid layer name", ln.span, scope.file)
+            raise self._err(f"`{name}` is not a valid layer name: {_why_not_identifier(name)}", ln.span, scope.file,
+                            hint="a layer name is a Python identifier: letters, digits and `_`")
         if name in RESERVED_LAYER_NAMES:
             raise self._err(f"a layer named `{name}` would hide nn.Module.{name}", ln.span, scope.file,
                             hint="choose another name")

@@ -432,30 +432,39 @@ class Evaluator:
         return [(a.name, self.eval(a.value, scope), a.span, a.value) for a in args]
 
 
-    def _bind(self, what, params, args, call_span, scope):
-        """Match evaluated args [(name|None, value, span, expr)] to params [(name, default)] -> {name: (value, expr)}."""
+    def _bind(self, what, params, args, call_span, scope, inferred=()):
+        """Match evaluated args [(name|None, value, span, expr)] to params [(name, default)] -> {name: (value, expr)}.
+        `inferred` names what the callee takes from its input, which no argument may give."""
         names = [p[0] for p in params]
+        order = f"{what} takes, in order: {', '.join(names)}" if names else f"{what} takes no arguments"
+        if inferred:
+            order += f" (`{'`, `'.join(inferred)}` is inferred from its input)"
         bound = {}
         positional = [a for a in args if a[0] is None]
         if len(positional) > len(params):
             extra = positional[len(params)]
             raise self._err(f"{what} takes at most {len(params)} argument{'s' if len(params) != 1 else ''}, "
-                            f"got {len(positional)}", extra[2] or call_span, scope.file)
+                            f"got {len(positional)}", extra[2] or call_span, scope.file, hint=order)
         for (name, default), arg in zip(params, positional):
             bound[name] = (arg[1], arg[3])
         for name, value, span, expr in (a for a in args if a[0] is not None):
+            if name in inferred:
+                raise self._err(f"`{name}` of {what} is inferred from its input's channels; drop it",
+                                span or call_span, scope.file)
             if name not in names:
                 raise self._err(f"{what} has no parameter `{name}`", span or call_span, scope.file,
                                 hint=did_you_mean(name, names))
             if name in bound:
-                raise self._err(f"{what} got `{name}` twice", span or call_span, scope.file)
+                position = names.index(name) + 1
+                raise self._err(f"{what} got `{name}` twice: as argument {position} and by name",
+                                span or call_span, scope.file, hint=order)
             bound[name] = (value, expr)
         return bound
 
 
     def _bind_primitive(self, prim, args, e, scope):
         params = [(p.name, p.default) for p in prim.params]
-        bound = self._bind(f"`{prim.name}`", params, args, e.span, scope)
+        bound = self._bind(f"`{prim.name}`", params, args, e.span, scope, inferred=[a for a, _ in prim.inferred])
         attrs = {}
         for p in prim.params:
             if p.name in bound:
