@@ -82,9 +82,13 @@ def _value(text: str):
 
 
 def _check(args) -> int:
-    from .compiler import elaborate_models
+    from .compiler import Library, check
     from .passes import parameter_count
-    for m in elaborate_models(args.spec, args.model, _shape(args.input), **_params(args.set)):
+    checked = check(args.spec, args.model, _shape(args.input), **_params(args.set))
+    if isinstance(checked, Library):
+        print(checked.summary())
+        return 0
+    for m in checked:
         print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
               f"{parameter_count(m.graph):,} parameters")
     return 0

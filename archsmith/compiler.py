@@ -1,8 +1,12 @@
 """The pipeline: spec -> syntax tree -> elaborated graph -> passes -> a backend."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from . import ast
 from .elaborate import Elaborator
 from .errors import SpecError, did_you_mean
+from .evaluate import Evaluator
 from .loader import resolve_spec
 from .passes import check_inplace, validate
 
@@ -11,7 +15,39 @@ def elaborate_models(spec: str, model=None, input_shape=None, **params) -> list:
     """Every model `compile` would emit, elaborated and validated. `input_shape` replaces the
     declared one, e.g. [1, 28, 28] for a one-channel input."""
     loader, file, bundled = resolve_spec(spec)
-    name = model or bundled
+    return _elaborate(loader, file, model or bundled, input_shape, params)
+
+
+def check(spec: str, model=None, input_shape=None, **params):
+    """What `archsmith check` checks: the models as `elaborate_models` gives them, or, for a file
+    without models and nothing asked of one (a library), its constants evaluated -> `Library`."""
+    loader, file, bundled = resolve_spec(spec)
+    if file.models or model or bundled or input_shape is not None or params:
+        return _elaborate(loader, file, model or bundled, input_shape, params)
+    evaluator = Evaluator(loader)
+    for constant in file.constants:
+        evaluator._constant(constant)
+    return Library(file.path, len(file.blocks), len(file.layer_defs), len(file.constants))
+
+
+@dataclass
+class Library:
+    """A checked file without models."""
+    path: str
+    blocks: int
+    defs: int
+    constants: int
+
+    def summary(self) -> str:
+        counts = [_count(self.blocks, "block"), _count(self.defs, "def"), _count(self.constants, "constant")]
+        return f"{self.path}: ok, {', '.join(counts)}, no models"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _elaborate(loader, file, name, input_shape, params) -> list:
     if name is not None:
         if name not in file.models:
             raise SpecError(f"no model `{name}` in {file.path}", hint=did_you_mean(name, file.models)
@@ -20,7 +56,7 @@ def elaborate_models(spec: str, model=None, input_shape=None, **params) -> list:
     else:
         defs = list(file.models.values())
         if not defs:
-            raise SpecError(f"{file.path} defines no model", hint="add `model name = Block(...) input [3, 224, 224]`")
+            raise _no_model(file)
     elaborator = Elaborator(loader)
     models = []
     for d in defs:
@@ -38,3 +74,11 @@ def elaborate_models(spec: str, model=None, input_shape=None, **params) -> list:
 def to_python(spec: str, model=None, input_shape=None, **params) -> str:
     from .backends.pytorch import generate
     return generate(elaborate_models(spec, model, input_shape, **params))
+
+
+def _no_model(file) -> SpecError:
+    """A file of blocks has nothing to compile: the error points at its first line."""
+    block = next(iter(file.blocks), "Block")
+    return SpecError(f"{file.path} defines no model to compile", ast.Span(file.path, 1, 1, 1, 1), source=file.text,
+                     hint=f"add a line like `model net = {block}(...) input [3, 224, 224]`; "
+                          "a file without one is a library, to import")

@@ -12,7 +12,7 @@ import networkx as nx
 from . import ast
 from .errors import did_you_mean
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor,
-                       is_int, type_name)
+                       is_int, layer_hint, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
 from .primitives import INITIALIZERS, PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 
@@ -38,6 +38,14 @@ register_load_state_dict_post_hook register_load_state_dict_pre_hook register_mo
 register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_
 set_extra_state set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
 """.split())
+
+
+def _why_not_identifier(name: str) -> str:
+    """Why a layer name (a name, then what `{...}` appends to it) is not a Python identifier."""
+    if keyword.iskeyword(name):
+        return "it is a Python keyword"
+    bad = next((c for c in name if not ("_" + c).isidentifier()), name[0])
+    return f"it contains `{bad}`" if bad.isprintable() and not bad.isspace() else f"it contains U+{ord(bad):04X}"
 
 
 class Elaborator(Evaluator):
@@ -139,7 +147,8 @@ class Elaborator(Evaluator):
                                 ln.suffix.span, scope.file)
             name += format_value(v)
         if not name.isidentifier() or keyword.iskeyword(name):
-            raise self._err(f"`{name}` is not a valid layer name", ln.span, scope.file)
+            raise self._err(f"`{name}` is not a valid layer name: {_why_not_identifier(name)}", ln.span, scope.file,
+                            hint="a layer name is a Python identifier: letters, digits and `_`")
         if name in RESERVED_LAYER_NAMES:
             raise self._err(f"a layer named `{name}` would hide nn.Module.{name}", ln.span, scope.file,
                             hint="choose another name")
@@ -180,7 +189,7 @@ class Elaborator(Evaluator):
             if scope.instance is not None:
                 candidates += [l.name for l in scope.instance.layers]
             raise self._err(f"unknown layer `{fname}`", call.func_span, scope.file,
-                            hint=did_you_mean(fname, candidates))
+                            hint=layer_hint(fname, candidates))
         args = self._eval_args(call.args, scope)
         if isinstance(target, ast.LayerDef):
             return self._expand_def(target, args, name, x, scope, seq, call)

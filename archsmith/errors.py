@@ -53,12 +53,13 @@ def _excerpt(span, source: Optional[str]) -> list:
         try:
             with open(span.path, encoding="utf-8") as f:
                 source = f.read()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return []
-    lines = source.splitlines()
+    lines = source.split("\n")  # lines as the parser counts them: other line breaks are characters
     if not 1 <= span.line <= len(lines):
         return []
-    text = lines[span.line - 1].expandtabs(1)
+    # one character per column, none that a terminal would act on
+    text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in lines[span.line - 1].expandtabs(1))
     end = span.end_column if span.end_line == span.line else len(text) + 1
     width = max(1, end - span.column)
     gutter = f"{span.line:>4} | "
@@ -66,6 +67,9 @@ def _excerpt(span, source: Optional[str]) -> list:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> Optional[str]:
-    """A hint naming the closest candidate, if one is close."""
-    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    """A hint naming the candidate `word` differs from only in capitals, or else the closest one if
+    it is close: a typo, not a different short word (`list` is not a misspelt `split`)."""
+    candidates = sorted(set(candidates))
+    same = [c for c in candidates if c.lower() == word.lower()]
+    close = same or difflib.get_close_matches(word, candidates, n=1, cutoff=0.7)
     return f"did you mean `{close[0]}`?" if close else None

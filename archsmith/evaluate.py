@@ -8,6 +8,7 @@ pipe, a declared layer called, `+` of two tensors) belong to its subclass `elabo
 which builds the graph: they are reached only through a tensor, and only the Elaborator makes one."""
 from __future__ import annotations
 
+import builtins
 import copy
 import math
 from dataclasses import dataclass
@@ -53,6 +54,31 @@ BUILTINS = {b.name: b for b in [
     Builtin("str", lambda v: format_value(v), (1, 1)), Builtin("ceil", math.ceil, (1, 1)),
     Builtin("floor", math.floor, (1, 1)), Builtin("sqrt", math.sqrt, (1, 1)),
 ]}
+
+
+_LITERALS = {"true": "true", "false": "false", "none": "none", "null": "none", "nil": "none"}
+
+
+def _literal_hint(name: str) -> Optional[str]:
+    """For `True`, `None`, `null` and the like: the literal of this language they mean."""
+    literal = _LITERALS.get(name.lower())
+    return f"did you mean `{literal}`? the literals are `true`, `false` and `none`" if literal else None
+
+
+def layer_hint(name: str, candidates) -> Optional[str]:
+    """For an unknown layer or function: the primitive it names in PyTorch's words, or a close candidate."""
+    primitive = primitive_named(name)
+    return f"did you mean `{primitive}`?" if primitive else did_you_mean(name, candidates)
+
+
+def primitive_named(name: str) -> Optional[str]:
+    """The primitive a name from elsewhere means: its PyTorch class (`Conv2d`, `nn.ReLU`) or its own
+    name in other capitals (`LayerNorm`); None if it means none."""
+    name = name.rpartition(".")[2].lower()
+    for prim in PRIMITIVES.values():
+        if name in (prim.name.lower(), (prim.torch_class or "").lower()):
+            return prim.name
+    return None
 
 
 def format_value(v):
@@ -143,7 +169,8 @@ class Evaluator:
         if e.id in PRIMITIVES:
             return BlockRef(PRIMITIVES[e.id])
         candidates = list(scope.vars) + list(scope.file.scope)
-        raise self._err(f"unknown name `{e.id}`", e.span, scope.file, hint=did_you_mean(e.id, candidates))
+        raise self._err(f"unknown name `{e.id}`", e.span, scope.file,
+                        hint=_literal_hint(e.id) or did_you_mean(e.id, candidates))
 
 
     def _constant(self, assign):
@@ -376,8 +403,11 @@ class Evaluator:
             return self._call_builtin(BUILTINS[name], e, scope, values)
         if name in PRIMITIVES:
             return self._call_primitive(PRIMITIVES[name], e, scope)
-        candidates = list(scope.vars) + list(scope.file.scope) + list(PRIMITIVES) + list(BUILTINS)
-        raise self._err(f"unknown function `{name}`", e.func_span, scope.file, hint=did_you_mean(name, candidates))
+        if hasattr(builtins, name):  # a Python function: only the language's value functions are near it
+            hint = f"`{name}` is a Python function; the built-in functions here are {', '.join(BUILTINS)}"
+        else:
+            hint = layer_hint(name, list(scope.vars) + list(scope.file.scope) + list(PRIMITIVES) + list(BUILTINS))
+        raise self._err(f"unknown function `{name}`", e.func_span, scope.file, hint=hint)
 
 
     def _call_builtin(self, b, e, scope, values):
@@ -425,30 +455,41 @@ class Evaluator:
         return [(a.name, self.eval(a.value, scope), a.span, a.value) for a in args]
 
 
-    def _bind(self, what, params, args, call_span, scope):
-        """Match evaluated args [(name|None, value, span, expr)] to params [(name, default)] -> {name: (value, expr)}."""
+    def _bind(self, what, params, args, call_span, scope, inferred=None):
+        """Match evaluated args [(name|None, value, span, expr)] to params [(name, default)] -> {name: (value, expr)}.
+        `inferred` maps what the callee takes from its input, which no argument may give, to the dimension."""
+        inferred = inferred or {}
         names = [p[0] for p in params]
+        order = f"{what} takes, in order: {', '.join(names)}" if names else f"{what} takes no arguments"
+        if inferred:
+            order += f" (`{'`, `'.join(inferred)}` is inferred from its input)"
         bound = {}
         positional = [a for a in args if a[0] is None]
         if len(positional) > len(params):
             extra = positional[len(params)]
             raise self._err(f"{what} takes at most {len(params)} argument{'s' if len(params) != 1 else ''}, "
-                            f"got {len(positional)}", extra[2] or call_span, scope.file)
+                            f"got {len(positional)}", extra[2] or call_span, scope.file, hint=order)
         for (name, default), arg in zip(params, positional):
             bound[name] = (arg[1], arg[3])
         for name, value, span, expr in (a for a in args if a[0] is not None):
+            if name in inferred:
+                where = "channels" if inferred[name] == 0 else "last dimension"
+                raise self._err(f"`{name}` of {what} is inferred from its input's {where}; drop it",
+                                span or call_span, scope.file)
             if name not in names:
                 raise self._err(f"{what} has no parameter `{name}`", span or call_span, scope.file,
                                 hint=did_you_mean(name, names))
             if name in bound:
-                raise self._err(f"{what} got `{name}` twice", span or call_span, scope.file)
+                position = names.index(name) + 1
+                raise self._err(f"{what} got `{name}` twice: as argument {position} and by name",
+                                span or call_span, scope.file, hint=order)
             bound[name] = (value, expr)
         return bound
 
 
     def _bind_primitive(self, prim, args, e, scope):
         params = [(p.name, p.default) for p in prim.user_params]
-        bound = self._bind(f"`{prim.name}`", params, args, e.span, scope)
+        bound = self._bind(f"`{prim.name}`", params, args, e.span, scope, inferred=dict(prim.inferred))
         attrs = {}
         for p in prim.user_params:
             if p.name in bound:

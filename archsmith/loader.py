@@ -30,13 +30,9 @@ class Loader:
         path = os.path.abspath(path)
         if path in self.files:
             return self.files[path]
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise SpecError(f"cannot read {path}: {e.strerror}") from None
         relative = os.path.relpath(path)
-        return self._load(text, path, display=path if relative.startswith("..") else relative)
+        display = path if relative.startswith("..") else relative
+        return self._load(_read_text(path, display), path, display)
 
     def load_text(self, text: str, path: str = "<string>") -> ast.SourceFile:
         return self._load(text, os.path.abspath(path) if path != "<string>" else path, display=path)
@@ -82,6 +78,27 @@ class Loader:
                 return candidate
         raise SpecError(f"cannot find `{imp.path}` to import", imp.span, source=file.text,
                         hint="imports are looked up beside the importing file, then among the bundled specs")
+
+
+def _read_text(path: str, display: str) -> str:
+    """The text of a .arch file, which must be UTF-8; a file that is not is a located error."""
+    if os.path.isdir(path):
+        raise SpecError(f"`{display}` is a directory, not a .arch file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SpecError(f"cannot read `{display}`: {e.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        before = data[:e.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1:].decode("utf-8-sig")) + 1
+        span = ast.Span(display, line, column, line, column + 1)
+        raise SpecError(f"`{display}` is not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} "
+                        "is not valid UTF-8", span, source=data.decode("utf-8", "replace"),
+                        hint="a .arch file is text in UTF-8; is this the right file?") from None
 
 
 def _own_definitions(file: ast.SourceFile) -> dict:

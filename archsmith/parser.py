@@ -109,59 +109,203 @@ def _collect(items, path, text) -> ast.SourceFile:
     return file
 
 
+# ---------------------------------------------------------------------------------- syntax errors
+# A syntax error says what was expected, in words: the parser's acceptable next tokens are grouped
+# into what they begin ("an expression", "a statement", "a layer"), a closing bracket names the
+# bracket it closes, and constructs of other languages (`a, b = ...`, `+=`, `else if`, `&&`) get a
+# message of their own.
+
+_EXPRESSION_STARTS = {"NUMBER", "STRING", "NAME", "LPAR", "LSQB", "MINUS", "NOT", "TRUE", "FALSE", "NONE"}
+_STATEMENT_STARTS = {"NAME", "IF", "FOR", "RETURN", "SEQ"}
+_LAYER_STARTS = {"NAME", "SEQ"}
+# tokens that continue a complete expression: acceptable there, but never what is missing
+_CONTINUATIONS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COMP_OP", "AND", "OR", "IF",
+                  "VBAR", "DOT", "LSQB", "FOR"}
 _TOKEN_WORDS = {
-    "RPAR": "`)`", "LPAR": "`(`", "RSQB": "`]`", "LSQB": "`[`", "RBRACE": "`}`", "LBRACE": "`{`",
-    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "_NL": "end of line", "$END": "end of file",
-    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "VBAR": "`|`", "DOT": "`.`",
+    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "LPAR": "`(`", "LBRACE": "`{`", "LSQB": "`[`",
+    "_NL": "a newline or `;` after the statement", "$END": "the end of the file", "NAME": "a name",
+    "STRING": "a string in double quotes", "NUMBER": "a number",
+}
+_CLOSERS_OF = {closer: opener for opener, closer in _OPENERS.items()}
+_BRACKET_TEXT = {"LPAR": "(", "RPAR": ")", "LSQB": "[", "RSQB": "]", "LBRACE": "{", "RBRACE": "}"}
+_FOREIGN_CHARACTERS = {
+    "'": "strings use double quotes",
+    "&": "`&&` is written `and`",
+    "!": "`!` is written `not` (not-equal is `!=`)",
+    "\x00": "a .arch file is text; is this the right file?",
 }
 
 
-def _describe(token_type: str) -> str:
-    if token_type in _TOKEN_WORDS:
-        return _TOKEN_WORDS[token_type]
-    return f"`{token_type.lower()}`" if token_type.isalpha() else token_type
+class _Context:
+    """Where a syntax error happened: the tokens before it, the token found, what would have fitted."""
+
+    def __init__(self, e: UnexpectedToken, text: str):
+        self.token = e.token
+        self.accepts = set(e.interactive_parser.accepts()) if e.interactive_parser else set(e.expected)
+        self.before = _tokens_before(text, e.token)
+        self.open = _open_brackets(self.before)
+        self.text = text
+
+    def previous(self, n=1):
+        """The n-th token before the error, or None."""
+        return self.before[-n] if len(self.before) >= n else None
+
+    def at_statement_start(self, n=1) -> bool:
+        """Whether the n-th token before the error starts a statement."""
+        ahead = self.previous(n + 1)
+        return self.previous(n) is not None and (ahead is None or ahead.type in ("_NL", "LBRACE"))
+
+    def followed_by(self, chars: str) -> bool:
+        end = getattr(self.token, "end_pos", None)
+        return end is not None and self.text.startswith(chars, end)
+
+
+def _tokens_before(text: str, token) -> list:
+    """The tokens the parser saw before `token` (newlines inside brackets already dropped)."""
+    out = []
+    if getattr(token, "start_pos", None) is None:  # the end of the file
+        stop = len(text)
+    else:
+        stop = token.start_pos
+    try:
+        for tok in _lark().lex(text):
+            if tok.start_pos is None or tok.start_pos >= stop:
+                break
+            out.append(tok)
+    except UnexpectedInput:
+        pass
+    return out
+
+
+def _open_brackets(tokens) -> list:
+    """The brackets opened and not closed in `tokens`, innermost last."""
+    stack = []
+    for tok in tokens:
+        if tok.type in _OPENERS:
+            stack.append(tok)
+        elif tok.type in _CLOSERS and stack and _CLOSERS_OF[tok.type] == stack[-1].type:
+            stack.pop()
+    return stack
+
+
+def _found(token) -> str:
+    if token.type == "$END":
+        return "the end of the file"
+    if token.type == "_NL":
+        return "`;`" if token.value.startswith(";") else "the end of the line"
+    return f"`{token.value}`"
+
+
+def _closing(closer: str, ctx: _Context) -> str:
+    opener = next((t for t in reversed(ctx.open) if t.type == _CLOSERS_OF[closer]), None)
+    word = f"`{_BRACKET_TEXT[closer]}`"
+    if opener is None:
+        return word
+    return f"{word} to close the `{_BRACKET_TEXT[opener.type]}` on line {opener.line}"
+
+
+def _expected(ctx: _Context) -> str:
+    """What would have fitted at the error, in words: `an expression`, "`)` to close the `(` on line 3"."""
+    accepts = set(ctx.accepts)
+    words = []
+    if {"NUMBER", "NAME"} <= accepts:
+        words.append("an expression")
+        accepts -= _EXPRESSION_STARTS
+    elif "RETURN" in accepts:
+        words.append("a statement")
+        accepts -= _STATEMENT_STARTS
+    elif _LAYER_STARTS <= accepts:
+        words.append("a layer")
+        accepts -= _LAYER_STARTS
+    if accepts - _CONTINUATIONS:
+        accepts -= _CONTINUATIONS
+    if "_NL" in accepts:
+        accepts -= {"RBRACE", "$END"}
+    for t in sorted(accepts, key=lambda t: (t in _CLOSERS_OF, t == "_NL", t)):
+        if t in _CLOSERS_OF:
+            words.append(_closing(t, ctx))
+        elif t in _TOKEN_WORDS:
+            words.append(_TOKEN_WORDS[t])
+        elif t in _CONTINUATIONS:
+            if "an operator" not in words:
+                words.append("an operator")
+        else:
+            words.append(f"`{t.lower()}`")
+    if not words:
+        return "nothing more"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _foreign_syntax(ctx: _Context):
+    """(message, hint, the token to point at) for what another language would accept here, or None."""
+    tok, prev = ctx.token, ctx.previous()
+    if tok.type == "COMMA" and "EQUAL" in ctx.accepts and ctx.at_statement_start():
+        return ("assigning several names at once (`a, b = ...`) is not supported",
+                f"assign the list, then index it: `parts = ...` and `{prev.value} = parts[0]`", tok)
+    if (tok.type in ("PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW") and ctx.followed_by("=")
+            and "EQUAL" in ctx.accepts):
+        return (f"`{tok.value}=` is not supported", f"write `{prev.value} = {prev.value} {tok.value} ...`", tok)
+    if tok.type == "IF" and prev is not None and prev.type == "ELSE":
+        return "`else if` is written `elif`", "write `elif cond { ... }`", prev
+    if tok.type == "VBAR" and prev is not None and prev.type == "VBAR" and prev.end_pos == tok.start_pos:
+        return "`||` is written `or`", None, prev
+    # `def f(...)` in a block: the error comes at `f` or, as two names start a `param` statement, after it
+    for n in (1, 2):
+        word = ctx.previous(n)
+        if (word is not None and word.type == "NAME" and word.value in _DEFINITION_WORDS and ctx.open
+                and ctx.at_statement_start(n) and all(t.type == "NAME" for t in ctx.before[len(ctx.before) - n:])):
+            return (f"`{word.value}` starts a definition at the top level of a file, not inside a block",
+                    f"move the `{word.value}` out of the block", word)
+    if prev is not None and prev.type == "NAME" and prev.value == "lambda":
+        return "there is no `lambda`", "a layer helper is a top-level `def`: `def name(params) = layer`", prev
+    if tok.type == "DOT" and prev is not None and prev.type == "NAME" and prev.value in ("nn", "torch", "F"):
+        from .evaluate import primitive_named
+        after = ctx.text[tok.end_pos:].split("(")[0].strip()
+        suggestion = primitive_named(after)
+        return (f"`{prev.value}.{after}` is a PyTorch name; layers are the language's primitives",
+                f"did you mean `{suggestion}`?" if suggestion else "docs/language.md section 9 lists the primitives", prev)
+    if "ELSE" in ctx.accepts and _in_comprehension(ctx):
+        return ("a list comprehension has no `if` filter",
+                "keep what you want with a loop: `for w in ws { if w > 1 { kept = kept + [w] } }`", tok)
+    return None
+
+
+_DEFINITION_WORDS = {t.lower() for t in _DEFINING}
+
+
+def _in_comprehension(ctx: _Context) -> bool:
+    """Whether the error is in the `in ...` part of `[... for v in ...]`."""
+    if not ctx.open or ctx.open[-1].type != "LSQB":
+        return False
+    inside = ctx.before[ctx.before.index(ctx.open[-1]) + 1:]
+    return any(t.type == "FOR" for t in inside)
 
 
 def _syntax_error(e: UnexpectedInput, text: str, path: str) -> SpecError:
-    line, column = max(e.line, 1), max(e.column, 1)
-    width = 1
-    if isinstance(e, UnexpectedToken):
-        tok = e.token
-        if tok.type == "$END":
-            what = "end of file"
+    line, column, width = max(e.line, 1), max(e.column, 1), 1
+    if isinstance(e, UnexpectedCharacters):
+        char = text[e.pos_in_stream]
+        shown = f"`{char}`" if char.isprintable() else f"U+{ord(char):04X}"
+        message, hint = f"unexpected character {shown}", _FOREIGN_CHARACTERS.get(char)
+    elif isinstance(e, UnexpectedToken):
+        ctx = _Context(e, text)
+        message, hint, at = _foreign_syntax(ctx) or (f"expected {_expected(ctx)}, found {_found(e.token)}", None,
+                                                     e.token)
+        if at.type == "$END":
             line, column = _end_position(text)
-        elif tok.type == "_NL":
-            what = "end of line"
         else:
-            what = f"`{tok.value}`"
-            width = max(1, len(str(tok.value)))
-        expected = sorted({_describe(t) for t in e.expected if not t.startswith("__")})
-        message = f"unexpected {what}"
-        hint = _hint_for(e, expected)
-    elif isinstance(e, UnexpectedCharacters):
-        message = f"unexpected character `{text[e.pos_in_stream]}`"
-        hint = "strings use double quotes" if text[e.pos_in_stream] == "'" else None
-    elif isinstance(e, UnexpectedEOF):
+            line, column = at.line, at.column
+            if at.type != "_NL":
+                width = len(at.value)
+        if hint is None and e.token.type in _DEFINING and e.token.column == 1 and ctx.open:
+            hint = "is a `}` missing before this line?"
+        elif hint is None and e.token.type == "COLON" and ctx.accepts == {"LBRACE"}:
+            hint = "a body is written in braces: `if cond { ... }`"
+    else:  # UnexpectedEOF: lark's LALR parser reports the end as a token; kept for other parsers
         line, column = _end_position(text)
-        message, hint = "unexpected end of file", "a `(`, `[` or `{` is not closed"
-    else:  # pragma: no cover - lark has no other kinds
-        message, hint = str(e), None
+        message, hint = "unexpected end of file", None
     span = ast.Span(path, line, column, line, column + width)
     return SpecError(message, span, hint=hint, source=text)
-
-
-def _hint_for(e: UnexpectedToken, expected: list):
-    if e.token.type == "$END":
-        return "a `(`, `[` or `{` is not closed"
-    if e.token.type in _DEFINING and e.token.column == 1:
-        return "is a `}` missing before this line?"
-    if "`)`" in expected and len(expected) <= 3:
-        return "missing `)`?"
-    if "`]`" in expected and len(expected) <= 3:
-        return "missing `]`?"
-    if len(expected) <= 6:
-        return "expected " + ", ".join(expected)
-    return None
 
 
 def _end_position(text: str):

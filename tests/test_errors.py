@@ -51,24 +51,25 @@ CASES = [
               "    return x",
               "}",
               MODEL),
-         3, 5, "unexpected `x`"),
+         3, 5, "expected `,` or `)` to close the `(` on line 2, found `x`"),
     Case("syntax-missing-rparen-in-params",
          spec("block Net(n {",
               "    return x",
               "}"),
-         1, 13, "unexpected `{`", hint="missing `)`?"),
+         1, 13, "expected `,`, `=` or `)` to close the `(` on line 1, found `{`"),
     Case("syntax-missing-rbrace-at-eof",
          spec("block Net(n = 8) {",
               "    x = x | conv: conv2d(n, 3, padding=1) | bn: batchnorm2d()",
               "    return x"),
-         3, 13, "unexpected end of file", hint="is not closed"),
+         3, 13, "expected a statement or `}` to close the `{` on line 1, found the end of the file"),
     Case("syntax-missing-rbrace-before-model",
          spec("block Net(n = 8) {",
               "    x = x | relu",
               "    return x",
               "",
               MODEL),
-         5, 1, "unexpected `model`"),
+         5, 1, "expected a statement or `}` to close the `{` on line 1, found `model`",
+         hint="is a `}` missing before this line?"),
     Case("syntax-single-quote",
          spec("block Net(n = 8) {",
               "    x = x | conv: conv2d(n, 3, padding='same')",
@@ -82,7 +83,7 @@ CASES = [
               "    return x",
               "}",
               MODEL),
-         2, 13, "unexpected `|`"),
+         2, 13, "expected a layer, found `|`"),
 
     # ------------------------------------------------------------------ unknown names
     Case("unknown-layer",
@@ -411,6 +412,84 @@ CASES = [
               "}",
               MODEL),
          1, 15, "too large a number"),
+    # ------------------------------------------------------------------ names from other languages
+    Case("python-literal",
+         spec("block Net(relu_last = False) {",
+              "    return x",
+              "}",
+              MODEL),
+         1, 23, "unknown name `False`", hint="did you mean `false`?"),
+    Case("null-literal",
+         spec("block Net(skip = null) {",
+              "    return x",
+              "}",
+              MODEL),
+         1, 18, "unknown name `null`", hint="did you mean `none`?"),
+    Case("python-function-not-a-primitive",
+         spec("block Net(ws = list(zip([1], [2]))) {",
+              "    return x",
+              "}",
+              MODEL),
+         1, 16, "unknown function `list`", hint="`list` is a Python function; the built-in functions here are range"),
+    Case("torch-class-name-as-layer",
+         spec("block Net() {",
+              "    x = x | conv: Conv2d(8, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 19, "unknown layer `Conv2d`", hint="did you mean `conv2d`?"),
+    Case("torch-class-name-in-other-capitals",
+         spec("block Net() {",
+              "    x = x | act: ReLU()",
+              "    return x",
+              "}",
+              MODEL),
+         2, 18, "unknown layer `ReLU`", hint="did you mean `relu`?"),
+
+    # ------------------------------------------------------------------ arguments of primitives
+    Case("inferred-argument-given",
+         spec("block Net() {",
+              "    x = x | conv: conv2d(8, 3, in_channels=3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 32, "`in_channels` of `conv2d` is inferred from its input's channels; drop it"),
+    Case("input-channels-given-by-position",
+         spec("block Net() {",
+              "    x = x | conv: conv2d(3, 8, 3, stride=2)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 35, "`conv2d` got `stride` twice: as argument 3 and by name",
+         hint="(`in_channels` is inferred from its input)"),
+    Case("too-many-positional-to-linear",
+         spec("block Net() {",
+              "    x = x | flatten() | fc: linear(3072, 10, true)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 46, "`linear` takes at most 2 arguments, got 3",
+         hint="`linear` takes, in order: out_features, bias (`in_features` is inferred from its input)"),
+    Case("interpolated-name-not-an-identifier",
+         spec("block Net() {",
+              "    x = x | block{\"1-0\"}: conv2d(8, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 13, "`block1-0` is not a valid layer name: it contains `-`", hint="a Python identifier"),
+    Case("interpolated-name-a-keyword",
+         spec("block Net() {",
+              "    x = x | clas{\"s\"}: conv2d(8, 3)",
+              "    return x",
+              "}",
+              MODEL),
+         2, 13, "`class` is not a valid layer name: it is a Python keyword"),
+    Case("file-without-model",
+         spec("# a library",
+              "block Net() {",
+              "    return x",
+              "}"),
+         1, 1, "<string> defines no model to compile", hint="add a line like `model net = Net(...) input"),
     Case("pool-padding-over-half-the-window",
          spec("block Net() {",
               "    x = x | pool: maxpool2d(2, padding=3)",
@@ -419,6 +498,81 @@ CASES = [
               MODEL),
          2, 19, "maxpool2d padding 3 is more than half the window 2"),
 ]
+
+
+# ---------------------------------------------------------------------- syntax: what was expected, in words
+
+def block(*body: str) -> str:
+    """A block `Net` whose body lines are the arguments, so that argument n is line n + 1."""
+    return spec("block Net() {", *("    " + b for b in body), "}")
+
+
+class Syntax(NamedTuple):
+    id: str
+    spec: str
+    line: int
+    column: int
+    message: str  # the whole message
+    hint: Optional[str]  # a fragment of the hint, when there must be one
+
+
+SYNTAX = [Syntax(*case) for case in [
+    ("missing-rparen", block("v = (1 + 2", "return x"), 3, 5, "expected `)` to close the `(` on line 2, found `return`", None),
+    ("missing-rsqb", block("v = [1, 2", "return x"), 3, 5, "expected `,` or `]` to close the `[` on line 2, found `return`", None),
+    ("two-statements-on-a-line", block("v = 1 w = 2"), 2, 11, "expected a newline or `;` after the statement, found `w`", None),
+    ("missing-expression", block("v = "), 2, 9, "expected an expression, found the end of the line", None),
+    ("missing-operand", block("v = 1 +"), 2, 12, "expected an expression, found the end of the line", None),
+    ("missing-return-value", block("return"), 2, 11, "expected an expression, found the end of the line", None),
+    ("missing-layer-after-pipe", block("x = x | "), 2, 13, "expected a layer, found the end of the line", None),
+    ("missing-layer-after-name", block("x = x | c: ;"), 2, 16, "expected a layer, found `;`", None),
+    ("colon-body", block("if x > 1: v = 1"), 2, 13, "expected `{`, found `:`", "a body is written in braces"),
+    ("for-without-in", block("for i range(3) { }"), 2, 11, "expected `in`, found `range`", None),
+    ("for-without-name", block("for in range(3) { }"), 2, 9, "expected a name, found `in`", None),
+    ("empty-comprehension-source", block("v = [w for w in]"), 2, 20, "expected an expression, found `]`", None),
+    ("slice-step", block("v = [1, 2][1:2:3]"), 2, 19, "expected `]` to close the `[` on line 2, found `:`", None),
+    ("attribute-number", block("v = x.1"), 2, 11, "expected a name, found `1`", None),
+    ("unclosed-params", "block Net( {\n}\n", 1, 12, "expected a name or `)` to close the `(` on line 1, found `{`", None),
+    ("body-on-next-line", "block Net()\n{ return x }\n", 1, 12, "expected `{`, found the end of the line", None),
+    ("block-without-name", "block (\n", 1, 7, "expected a name, found `(`", None),
+    ("model-without-name", "model = Net() input [1]\n", 1, 7, "expected a name, found `=`", None),
+    ("model-without-input", "model m = Net() [1]\n", 1, 17, "expected `input`, found `[`", None),
+    ("model-block-without-call", "model m = Net input [1]\n", 1, 15, "expected `(`, found `input`", None),
+    ("import-without-quotes", "import foo\n", 1, 8, "expected a string in double quotes, found `foo`", None),
+    ("def-without-equals", "def f(a) relu()\n", 1, 10, "expected `=`, found `relu`", None),
+    ("extra-rbrace", "block Net() { return x }}\n", 1, 25, "expected a newline or `;` after the statement, found `}`", None),
+    ("unclosed-body-at-eof", "block Net() {\n    return x\n", 2, 13,
+     "expected a statement or `}` to close the `{` on line 1, found the end of the file", None),
+    ("unclosed-seq", block("x = x | s: seq { relu()") + "model m = Net() input [1]\n", 4, 1,
+     "expected a statement or `}` to close the `{` on line 1, found `model`", "is a `}` missing before this line?"),
+    # constructs of other languages
+    ("unpacking", block("a, b = chunk(x, 2)"), 2, 6, "assigning several names at once (`a, b = ...`) is not supported",
+     "`a = parts[0]`"),
+    ("augmented-assignment", block("v = 1", "v += 1"), 3, 7, "`+=` is not supported", "write `v = v + ...`"),
+    ("else-if", block("if true { v = 1 } else if false { v = 2 }"), 2, 23, "`else if` is written `elif`", None),
+    ("double-bar", block("v = true || false"), 2, 14, "`||` is written `or`", None),
+    ("double-ampersand", block("v = true && false"), 2, 14, "unexpected character `&`", "`&&` is written `and`"),
+    ("exclamation", block("v = !true"), 2, 9, "unexpected character `!`", "`!` is written `not`"),
+    ("single-quote", block("v = 'a'"), 2, 9, "unexpected character `'`", "strings use double quotes"),
+    ("nul-byte", block("v = 1\x00"), 2, 10, "unexpected character U+0000", "is this the right file?"),
+    ("def-in-block", block("def f(a) = relu()"), 2, 5,
+     "`def` starts a definition at the top level of a file, not inside a block", "move the `def` out"),
+    ("lambda", block("f = lambda a: a"), 2, 9, "there is no `lambda`", "top-level `def`"),
+    ("comprehension-filter", block("v = [w for w in [1, 2] if w > 1]"), 2, 36, "a list comprehension has no `if` filter",
+     "for w in ws { if w > 1"),
+    ("torch-class", block("x = x | c: nn.Conv2d(8, 3)"), 2, 16, "`nn.Conv2d` is a PyTorch name; layers are the language's primitives",
+     "did you mean `conv2d`?"),
+]]
+
+
+@pytest.mark.parametrize("case", SYNTAX, ids=[c.id for c in SYNTAX])
+def test_syntax_error_says_what_was_expected(case: Syntax):
+    with pytest.raises(SpecError) as info:
+        archsmith.compile(case.spec)
+    err = info.value
+    assert (err.message, err.line, err.column) == (case.message, case.line, case.column), err.render()
+    if case.hint is not None:
+        assert err.hint is not None and case.hint in err.hint, err.render()
+    assert "unexpected `" not in err.message and "$END" not in err.message and "_NL" not in err.message
 
 
 def _ids(cases):
@@ -559,3 +713,58 @@ def test_cli_check_reports_errors_without_traceback(tmp_path):
     assert "`conv2d` has no parameter `strid`" in result.stderr
     assert "Traceback" not in result.stderr
     assert "Traceback" not in result.stdout
+
+
+def _check(path: Path, *command: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "archsmith", *(command or ("check",)), str(path)],
+                          capture_output=True, text=True, cwd=path.parent, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("content, located, message", [
+    (bytes(range(128, 256)), "bytes.arch:1:1:", "is not UTF-8 text: byte 0x80 at offset 0"),
+    ("x = 1\n# café ".encode() + b"\xff\n", "bytes.arch:2:8:", "byte 0xff at offset 14"),
+    (b"x = 1\x00\n", "bytes.arch:1:6:", "unexpected character U+0000"),
+])
+def test_cli_check_locates_what_is_not_text(tmp_path, content, located, message):
+    path = tmp_path / "bytes.arch"
+    path.write_bytes(content)
+    result = _check(path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(located) and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_check_of_a_directory_is_an_error(tmp_path):
+    (tmp_path / "specs.arch").mkdir()
+    result = _check(tmp_path / "specs.arch")
+    assert (result.returncode, result.stderr) == (1, "error: `specs.arch` is a directory, not a .arch file\n")
+
+
+def test_a_library_passes_check_and_is_not_compiled(tmp_path):
+    path = tmp_path / "lib.arch"
+    path.write_text(spec("WIDTHS = [8, 16]", "def conv1x1(c) = conv2d(c, 1)", *INNER))
+    result = _check(path)
+    assert (result.returncode, result.stdout) == (0, "lib.arch: ok, 1 block, 1 def, 1 constant, no models\n")
+    result = _check(path, "compile")
+    assert result.returncode == 1
+    assert result.stderr.startswith("lib.arch:1:1: error: lib.arch defines no model to compile"), result.stderr
+
+
+def test_check_of_a_library_evaluates_its_constants(tmp_path):
+    path = tmp_path / "lib.arch"
+    path.write_text(spec("WIDTHS = [8, 16] + 1", *INNER))
+    result = _check(path)
+    assert result.returncode == 1
+    assert "lib.arch:1:10: error: `+` cannot combine a list and an int" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("word, candidates, hint", [
+    ("strid", ["stride", "padding"], "did you mean `stride`?"),
+    ("LayerNorm", ["layernorm", "linear"], "did you mean `layernorm`?"),
+    ("list", ["split", "len"], None),  # a different short word, not a typo
+    ("lenght", ["len", "linear"], None),
+])
+def test_did_you_mean_suggests_typos_only(word, candidates, hint):
+    assert archsmith.errors.did_you_mean(word, candidates) == hint
