@@ -22,6 +22,8 @@ def elaborate_models(spec: str, model=None, input_shape=None, **params) -> list:
         if not defs:
             raise SpecError(f"{file.path} defines no model", hint="add `model name = Block(...) input [3, 224, 224]`")
     elaborator = Elaborator(loader)
+    for loaded in list(loader.files.values()):  # what no model uses is checked too
+        elaborator.check_definitions(loaded)
     models = []
     for d in defs:
         try:
