@@ -85,17 +85,20 @@ def _value(text: str):
 
 def _check(args) -> int:
     from .compiler import elaborate_models
-    from .evaluate import format_value
     from .passes import parameter_count
     for m in elaborate_models(args.spec, args.model, _shape(args.input), **_params(args.set)):
         print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
               f"{parameter_count(m.graph):,} parameters")
         if args.show_params:
             for inst in _instances(m.root):
-                params = ", ".join(f'{k}={format_value(v) if not isinstance(v, str) else chr(34) + v + chr(34)}'
-                                   for k, v in inst.params.items())
+                params = ", ".join(f"{k}={_spec_value(v)}" for k, v in inst.params.items())
                 print(f"  {inst.path or '(root)'}: {inst.block.name}({params})")
     return 0
+
+
+def _spec_value(v) -> str:
+    from .evaluate import format_value
+    return f'"{v}"' if isinstance(v, str) else format_value(v)
 
 
 def _instances(inst):

@@ -251,8 +251,8 @@ class _ToAst(Transformer_NonRecursive):
 
     @staticmethod
     def _loop_target(targets):
-        """`for i in`: the name; `for i, w in`: the list of targets."""
-        return targets[0] if len(targets) == 1 and isinstance(targets[0], str) else targets
+        """`for i in` and `for (a, b) in`: the one target; `for i, w in`: the list of targets."""
+        return targets[0] if len(targets) == 1 else targets
 
     def return_stmt(self, meta, children):
         return ast.Return(children[0], self._s(meta))
