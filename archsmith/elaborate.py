@@ -46,14 +46,15 @@ def layer_name_problem(name: str):
         return "a layer name cannot be empty"
     if "." in name:
         return f"a layer named `{name}` contains a `.`, which separates the names in a checkpoint key"
-    if name in RESERVED_LAYER_NAMES:
+    if name in RESERVED_LAYER_NAMES or (name.startswith("__") and name.endswith("__") and len(name) > 4):
         return f"a layer named `{name}` would hide nn.Module.{name}"
     return None
 
 
 def plain_layer_name(name: str) -> bool:
-    """Whether the generated code can write the layer as `self.<name>` (else add_module and getattr)."""
-    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
+    """Whether the generated code can write the layer as `self.<name>` (else add_module and getattr):
+    not a keyword, not renamed by Python (`__x` in a class, non-ASCII letters by NFKC)."""
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
 
 
 class Elaborator(Evaluator):
