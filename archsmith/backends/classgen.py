@@ -842,7 +842,8 @@ class Translator:
                 return self._comprehension(e, strict=True)
             result = fold(SList(out))
             if isinstance(result, SList) and not any(isinstance(i, (TVal, TTuple, SList)) for i in out):
-                result.source = self._comprehension(e)  # written as the spec writes it
+                written = self._comprehension(e)  # written as the spec writes it
+                result.source = written.src if written is not None else None
             return result
         finally:
             for n, v in saved.items():
