@@ -35,10 +35,29 @@ class ListExpr:
 
 
 @dataclass
+class CompFor:
+    target: object  # a name, or a list of targets to unpack into
+    iterable: object
+    span: Span
+
+
+@dataclass
+class CompIf:
+    cond: object
+    span: Span
+
+
+@dataclass
 class ListComp:
     item: object
-    var: str
-    iterable: object
+    clauses: list  # CompFor and CompIf, the first a CompFor
+    span: Span
+
+
+@dataclass
+class Record:
+    """`{out: 64, stride: 2}`: named fields, read as `r.out`."""
+    fields: list  # [(name, expr)]
     span: Span
 
 
@@ -118,16 +137,24 @@ class Seq:
 
 @dataclass
 class LayerName:
-    base: str
-    suffix: Optional[object]  # expression interpolated after the base: conv{i}
+    parts: list  # strings and the expressions interpolated between them: conv{i} is ["conv", <i>]
     span: Span
+    quoted: bool = False  # written as a string: "block1-0"
 
 
 @dataclass
 class LayerItem:
-    """`name: target` or a bare target; target is a Call, Seq or Name."""
+    """`name: target` or a bare target; target is a Call, Seq, Name or ValueCall."""
     name: Optional[LayerName]
     target: object
+    span: Span
+
+
+@dataclass
+class ValueCall:
+    """A layer held in a value, applied: `row.kind(row.out)`, `cfg[0](cfg[1])`, `row.kind`."""
+    func: object  # the expression giving the block, def or primitive
+    args: list
     span: Span
 
 
@@ -139,7 +166,7 @@ class Pipe:
 
 
 Expr = Union[Literal, Name, ListExpr, ListComp, BinOp, UnaryOp, BoolOp, Ternary, Index, Slice,
-             Attr, Call, Pipe]
+             Attr, Call, Pipe, Record]
 
 
 # ---- statements ----------------------------------------------------------------
@@ -150,6 +177,14 @@ class Assign:
     value: object
     span: Span
     file: "SourceFile" = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Unpack:
+    """`a, b = value`: each target a name or a (nested) list of targets."""
+    targets: list
+    value: object
+    span: Span
 
 
 @dataclass
@@ -167,7 +202,7 @@ class If:
 
 @dataclass
 class For:
-    var: str
+    var: object  # a name, or a list of targets to unpack into: `for i, w in enumerate(ws)`
     iterable: object
     body: list
     span: Span
@@ -220,6 +255,17 @@ class LayerDef:
 
 
 @dataclass
+class FnDef:
+    """`fn name(params) { ... return value }`: a function of values."""
+    name: str
+    params: list
+    body: list
+    span: Span
+    file: "SourceFile" = field(default=None, repr=False, compare=False)
+    doc: str = ""
+
+
+@dataclass
 class ModelDef:
     name: str
     block: str
@@ -246,5 +292,6 @@ class SourceFile:
     blocks: dict
     layer_defs: dict
     models: dict
+    fns: dict = field(default_factory=dict)
     scope: dict = field(default_factory=dict, repr=False)  # name -> definition, after imports resolve
     doc: str = ""  # the comment at the top of the file

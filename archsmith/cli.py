@@ -20,6 +20,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="only this model of the file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
     p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
+    p.add_argument("--show-params", action="store_true",
+                   help="print each block instance's path, block and resolved parameters")
 
     p = sub.add_parser("compile", help="emit PyTorch source")
     p.add_argument("spec", help="a .arch file or a bundled model name")
@@ -91,7 +93,28 @@ def _check(args) -> int:
     for m in checked:
         print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
               f"{parameter_count(m.graph):,} parameters")
+        if args.show_params:
+            for inst in _instances(m.root):
+                params = ", ".join(f"{k}={_spec_value(v)}" for k, v in inst.params.items())
+                print(f"  {inst.path or '(root)'}: {inst.block.name}({params})")
     return 0
+
+
+def _spec_value(v) -> str:
+    from .evaluate import format_value
+    return f'"{v}"' if isinstance(v, str) else format_value(v)
+
+
+def _instances(inst):
+    """Every block instance under `inst`, in the order they were declared, `inst` first."""
+    yield inst
+    stack = list(reversed(inst.layers))
+    while stack:
+        layer = stack.pop()
+        if layer.kind == "block":
+            yield from _instances(layer.instance)
+        elif layer.kind == "seq":
+            stack.extend(reversed(layer.children))
 
 
 def _compile(args) -> int:

@@ -58,6 +58,8 @@ def _elaborate(loader, file, name, input_shape, params) -> list:
         if not defs:
             raise _no_model(file)
     elaborator = Elaborator(loader)
+    for loaded in list(loader.files.values()):  # what no model uses is checked too
+        elaborator.check_definitions(loaded)
     models = []
     for d in defs:
         try:

@@ -40,12 +40,21 @@ set_extra_state set_submodule share_memory state_dict to to_empty train training
 """.split())
 
 
-def _why_not_identifier(name: str) -> str:
-    """Why a layer name (a name, then what `{...}` appends to it) is not a Python identifier."""
-    if keyword.iskeyword(name):
-        return "it is a Python keyword"
-    bad = next((c for c in name if not ("_" + c).isidentifier()), name[0])
-    return f"it contains `{bad}`" if bad.isprintable() and not bad.isspace() else f"it contains U+{ord(bad):04X}"
+def layer_name_problem(name: str):
+    """The error for a name that cannot be a submodule's (nn.Module.add_module's rules), or None."""
+    if not name:
+        return "a layer name cannot be empty"
+    if "." in name:
+        return f"a layer named `{name}` contains a `.`, which separates the names in a checkpoint key"
+    if name in RESERVED_LAYER_NAMES or (name.startswith("__") and name.endswith("__") and len(name) > 4):
+        return f"a layer named `{name}` would hide nn.Module.{name}"
+    return None
+
+
+def plain_layer_name(name: str) -> bool:
+    """Whether the generated code can write the layer as `self.<name>` (else add_module and getattr):
+    not a keyword, not renamed by Python (`__x` in a class, non-ASCII letters by NFKC)."""
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
 
 
 class Elaborator(Evaluator):
@@ -135,28 +144,35 @@ class Elaborator(Evaluator):
             target = ast.Call(target.id, [], target.span, target.span)
         if isinstance(target, ast.Seq):
             return self._apply_seq(target, name, x, scope, seq, item.span)
+        if isinstance(target, ast.ValueCall):
+            return self._apply_value(target, name, x, scope, seq)
         return self._apply_call(target, name, x, scope, seq, item)
 
 
     def _layer_name(self, ln: ast.LayerName, scope) -> str:
-        name = ln.base
-        if ln.suffix is not None:
-            v = self.eval(ln.suffix, scope)
+        name = ""
+        for part in ln.parts:
+            if isinstance(part, str):
+                name += part
+                continue
+            v = self.eval(part, scope)
             if not (is_int(v) or isinstance(v, str)):
                 raise self._err(f"a layer name can interpolate an int or a string, not {type_name(v)}",
-                                ln.suffix.span, scope.file)
+                                part.span, scope.file)
             name += format_value(v)
-        if not name.isidentifier() or keyword.iskeyword(name):
-            raise self._err(f"`{name}` is not a valid layer name: {_why_not_identifier(name)}", ln.span, scope.file,
-                            hint="a layer name is a Python identifier: letters, digits and `_`")
-        if name in RESERVED_LAYER_NAMES:
-            raise self._err(f"a layer named `{name}` would hide nn.Module.{name}", ln.span, scope.file,
-                            hint="choose another name")
-        if name.startswith("__"):
-            raise self._err(f"a layer named `{name}` would be renamed by Python inside the generated class "
-                            f"(`self.{name}` is stored as `_ClassName{name}`), changing its checkpoint key",
-                            ln.span, scope.file, hint="use at most one leading underscore")
+        problem = layer_name_problem(name)
+        if problem is not None:
+            raise self._err(problem, ln.span, scope.file, hint="choose another name")
         return name
+
+
+    def _apply_value(self, call: ast.ValueCall, name, x, scope, seq):
+        """A block, def or primitive held in a value, applied: `row.kind(row.out)`."""
+        value = self.eval(call.func, scope)
+        if not isinstance(value, BlockRef) or isinstance(value.defn, ast.FnDef):
+            raise self._err(f"this is {type_name(value)}, not a layer to apply", call.func.span, scope.file)
+        target = ast.Call(getattr(value.defn, "name", "layer"), call.args, call.span, call.func.span)
+        return self._apply_target(value.defn, target, name, x, scope, seq)
 
 
     def _apply_call(self, call: ast.Call, name, x, scope, seq, item):
@@ -190,6 +206,14 @@ class Elaborator(Evaluator):
                 candidates += [l.name for l in scope.instance.layers]
             raise self._err(f"unknown layer `{fname}`", call.func_span, scope.file,
                             hint=layer_hint(fname, candidates))
+        return self._apply_target(target, call, name, x, scope, seq)
+
+
+    def _apply_target(self, target, call: ast.Call, name, x, scope, seq):
+        """Apply the block, def or primitive `target`, called as `call`."""
+        fname = call.func
+        if isinstance(target, ast.FnDef):
+            raise self._err(f"`{fname}` is a fn: it computes a value, and is not a layer", call.func_span, scope.file)
         args = self._eval_args(call.args, scope)
         if isinstance(target, ast.LayerDef):
             return self._expand_def(target, args, name, x, scope, seq, call)
@@ -349,14 +373,13 @@ class Elaborator(Evaluator):
             if isinstance(s, ast.LayerStmt):
                 # a seq's children: the block's names, without a def's layer name
                 x = self._apply_item(s.item, x, scope.derive(layer_name=None, site_span=None), seq)
-            elif isinstance(s, ast.Assign):
-                value = self.eval(s.value, scope)
+            elif isinstance(s, (ast.Assign, ast.Unpack)):
+                value = self._assign(s, scope)
                 if isinstance(value, Tensor) or has_tensor(value):
                     raise self._err("a `seq` holds layers; tensors are not assigned in it", s.span, scope.file)
-                scope.vars[s.target] = value
             elif isinstance(s, ast.For):
                 for v in self._iterable(s.iterable, scope):
-                    scope.vars[s.var] = v
+                    self._bind_target(s.var, v, s.span, scope)
                     x = self._run_seq_body(s.body, x, scope, seq)
             elif isinstance(s, ast.If):
                 x = self._run_seq_body(self._branch(s, scope), x, scope, seq)
@@ -489,11 +512,10 @@ class Elaborator(Evaluator):
 
     def _run_block_body(self, stmts, scope):
         for s in stmts:
-            if isinstance(s, ast.Assign):
-                value = self.eval(s.value, scope)
+            if isinstance(s, (ast.Assign, ast.Unpack)):
+                value = self._assign(s, scope)
                 if isinstance(value, Tensor) and isinstance(s.value, ast.Name):
                     self._step(scope.instance, Step("alias", [value.key], [value.key], span=s.span))
-                scope.vars[s.target] = value
             elif isinstance(s, ast.Return):
                 return self.eval(s.value, scope), s.value.span
             elif isinstance(s, ast.If):
@@ -502,7 +524,7 @@ class Elaborator(Evaluator):
                     return result
             elif isinstance(s, ast.For):
                 for v in self._iterable(s.iterable, scope):
-                    scope.vars[s.var] = v
+                    self._bind_target(s.var, v, s.span, scope)
                     result = self._run_block_body(s.body, scope)
                     if result is not MISSING:
                         return result

@@ -18,11 +18,13 @@ from . import ast
 from .errors import SpecError, did_you_mean
 from .ir import Instance, Tensor
 from .primitives import PRIMITIVES, REQUIRED, fmt_shape
+from .queries import walk
 
 MAX_RANGE = 100_000
 MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make the compiler hang
 MAX_LENGTH = 1_000_000  # items in a list or characters in a string
 MAX_INT = 2 ** 63
+MAX_CALL_DEPTH = 64  # calls of fns inside calls of fns
 TENSOR_ATTRS = ("channels", "height", "width", "shape")
 
 
@@ -33,6 +35,22 @@ class BlockRef:
 
     def __repr__(self):
         return self.defn.name
+
+
+class Record:
+    """A record value, `{out: 64, stride: 2}`: named fields in the order written."""
+
+    def __init__(self, fields: dict):
+        self.fields = dict(fields)
+
+    def __eq__(self, other):
+        return isinstance(other, Record) and self.fields == other.fields
+
+    def __hash__(self):
+        return hash(tuple(self.fields))
+
+    def __repr__(self):  # Python source of a dict, for a record the generated code holds
+        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.fields.items()) + "}"
 
 
 class Builtin:
@@ -47,12 +65,20 @@ def _range(*a):
     return list(r)
 
 
+def _log(x, base=None):
+    return math.log(x) if base is None else math.log(x, base)
+
+
 BUILTINS = {b.name: b for b in [
     Builtin("range", _range, (1, 3)), Builtin("len", len, (1, 1)), Builtin("sum", sum, (1, 1)),
     Builtin("min", min, (1, 99)), Builtin("max", max, (1, 99)), Builtin("abs", abs, (1, 1)),
     Builtin("round", round, (1, 2)), Builtin("int", int, (1, 1)), Builtin("float", float, (1, 1)),
     Builtin("str", lambda v: format_value(v), (1, 1)), Builtin("ceil", math.ceil, (1, 1)),
     Builtin("floor", math.floor, (1, 1)), Builtin("sqrt", math.sqrt, (1, 1)),
+    Builtin("log", _log, (1, 2)), Builtin("log2", math.log2, (1, 1)), Builtin("exp", math.exp, (1, 1)),
+    Builtin("zip", lambda *lists: [list(t) for t in zip(*lists)], (1, 99)),
+    Builtin("enumerate", lambda items, start=0: [[i, v] for i, v in enumerate(items, start)], (1, 2)),
+    Builtin("list", list, (1, 1)),
 ]}
 
 
@@ -84,7 +110,13 @@ def primitive_named(name: str) -> Optional[str]:
 def format_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, Record):
+        return "{" + ", ".join(f"{k}: {_quoted(i)}" for k, i in v.fields.items()) + "}"
     return str(v)
+
+
+def _quoted(v):
+    return f'"{v}"' if isinstance(v, str) else format_value(v)
 
 
 def type_name(v) -> str:
@@ -103,7 +135,9 @@ def type_name(v) -> str:
     if isinstance(v, list):
         return "a list of tensors" if v and all(isinstance(t, Tensor) for t in v) else "a list"
     if isinstance(v, BlockRef):
-        return "a block"
+        return "a fn" if isinstance(v.defn, ast.FnDef) else "a block"
+    if isinstance(v, Record):
+        return "a record"
     return type(v).__name__
 
 
@@ -132,6 +166,7 @@ class Evaluator:
         self.constants: dict = {}  # id(Assign) -> value
         self._evaluating: set = set()
         self.iterations = 0
+        self.call_depth = 0  # calls of fns under way
 
     # ---------------------------------------------------------------- errors and lookups
 
@@ -192,17 +227,56 @@ class Evaluator:
 
 
     def _eval_ListComp(self, e, scope):
-        items = self._iterable(e.iterable, scope)
-        saved = scope.vars.get(e.var, MISSING), None
+        """`[item for a in xs for b in ys if c]`: its variables are local to it."""
+        names = {n for c in e.clauses if isinstance(c, ast.CompFor) for n in target_names(c.target)}
+        saved = {n: scope.vars.get(n, MISSING) for n in names}
         out = []
-        for v in items:
-            scope.vars[e.var] = v
-            out.append(self.eval(e.item, scope))
-        if saved[0] is MISSING:
-            scope.vars.pop(e.var, None)
-        else:
-            scope.vars[e.var] = saved[0]
+        try:
+            self._comprehend(e, 0, scope, out)
+        finally:
+            for n, v in saved.items():
+                if v is MISSING:
+                    scope.vars.pop(n, None)
+                else:
+                    scope.vars[n] = v
         return out
+
+
+    def _comprehend(self, e, index, scope, out):
+        if index == len(e.clauses):
+            out.append(self.eval(e.item, scope))
+            if len(out) > MAX_LENGTH:
+                raise self._err(f"the result has more than {MAX_LENGTH:,} items", e.span, scope.file)
+            return
+        clause = e.clauses[index]
+        if isinstance(clause, ast.CompIf):
+            if self._truth(self.eval(clause.cond, scope), clause.cond.span, scope):
+                self._comprehend(e, index + 1, scope, out)
+            return
+        for v in self._iterable(clause.iterable, scope):
+            self._bind_target(clause.target, v, clause.span, scope)
+            self._comprehend(e, index + 1, scope, out)
+
+
+    def _bind_target(self, target, value, span, scope):
+        """Assign `value` to a name, or unpack it into a (nested) list of targets."""
+        if isinstance(target, str):
+            scope.vars[target] = value
+            return
+        if not isinstance(value, list):
+            raise self._err(f"cannot unpack {type_name(value)} into {len(target)} names", span, scope.file)
+        if len(value) != len(target):
+            raise self._err(f"cannot unpack {len(value)} value{'s' if len(value) != 1 else ''} into "
+                            f"{len(target)} names", span, scope.file)
+        for t, v in zip(target, value):
+            self._bind_target(t, v, span, scope)
+
+
+    def _assign(self, s, scope):
+        """An assignment (`a = ...`) or an unpacking (`a, b = ...`); gives the value assigned."""
+        value = self.eval(s.value, scope)
+        self._bind_target(s.target if isinstance(s, ast.Assign) else s.targets, value, s.span, scope)
+        return value
 
 
     def _iterable(self, e, scope):
@@ -347,8 +421,24 @@ class Evaluator:
         return target[bounds[0]:bounds[1]]
 
 
+    def _eval_Record(self, e, scope):
+        fields = {}
+        for name, expr in e.fields:
+            value = self.eval(expr, scope)
+            if isinstance(value, Tensor) or has_tensor(value):
+                raise self._err("a record holds values, not tensors", expr.span, scope.file)
+            fields[name] = value
+        return Record(fields)
+
+
     def _eval_Attr(self, e, scope):
         target = self.eval(e.target, scope)
+        if isinstance(target, Record):
+            if e.name not in target.fields:
+                raise self._err(f"the record has no field `{e.name}`", e.span, scope.file,
+                                hint=did_you_mean(e.name, target.fields) or
+                                f"its fields are {', '.join(target.fields) or 'none'}")
+            return target.fields[e.name]
         if not isinstance(target, Tensor):
             raise self._err(f"{type_name(target)} has no attribute `{e.name}`", e.span, scope.file)
         shape = target.shape
@@ -392,6 +482,8 @@ class Evaluator:
             raise self._err(f"`{name}` is {type_name(value)}, not something to call", e.func_span, scope.file)
         if name in scope.file.scope:
             defn = scope.file.scope[name]
+            if isinstance(defn, ast.FnDef):
+                return self._call_fn(defn, e, scope)
             if isinstance(defn, ast.Assign):
                 raise self._err(f"`{name}` is a constant, not something to call", e.func_span, scope.file)
             raise self._err(f"`{name}` is a layer definition: apply it with `|`, as in `x | name: {name}(...)`",
@@ -408,6 +500,85 @@ class Evaluator:
         else:
             hint = layer_hint(name, list(scope.vars) + list(scope.file.scope) + list(PRIMITIVES) + list(BUILTINS))
         raise self._err(f"unknown function `{name}`", e.func_span, scope.file, hint=hint)
+
+
+    def _call_fn(self, defn, e, scope):
+        args = self._eval_args(e.args, scope)
+        for _, value, span, _ in args:
+            if isinstance(value, Tensor) or has_tensor(value):
+                raise self._err(f"`{defn.name}` is a fn: it computes a value, and cannot take {type_name(value)}",
+                                span, scope.file)
+        return self.call_fn(defn, args, e.span, scope)
+
+
+    def call_fn(self, defn, args, span, caller: Scope):
+        """The value a fn returns for evaluated args [(name|None, value, span, expr)]."""
+        if self.call_depth >= MAX_CALL_DEPTH:
+            raise self._err(f"calls of fns nest more than {MAX_CALL_DEPTH} deep", span, caller.file,
+                            hint=f"does `{defn.name}` call itself without end?")
+        bound = self._bind(f"`{defn.name}`", self._param_defaults(defn), args, span, caller)
+        inner = Scope(defn.file)
+        self._bind_params(defn, bound, inner, span, caller)
+        self.call_depth += 1
+        try:
+            result = self._run_fn_body(defn.body, inner)
+        finally:
+            self.call_depth -= 1
+        if result is MISSING:
+            raise self._err(f"fn `{defn.name}` ends without `return`", defn.span, defn.file,
+                            notes=[("called here", span)])
+        return result
+
+
+    def _run_fn_body(self, stmts, scope):
+        """Run a fn's statements: the value of the first `return` reached, else MISSING."""
+        for s in stmts:
+            result = MISSING
+            if isinstance(s, ast.Return):
+                return self.eval(s.value, scope)
+            if isinstance(s, (ast.Assign, ast.Unpack)):
+                self._assign(s, scope)
+            elif isinstance(s, ast.If):
+                result = self._run_fn_body(self._branch(s, scope), scope)
+            elif isinstance(s, ast.For):
+                for v in self._iterable(s.iterable, scope):
+                    self._bind_target(s.var, v, s.span, scope)
+                    result = self._run_fn_body(s.body, scope)
+                    if result is not MISSING:
+                        break
+            else:
+                raise self._err("a fn computes a value: it has no layers", s.span, scope.file)
+            if result is not MISSING:
+                return result
+        return MISSING
+
+    # ---------------------------------------------------------------- checking what nothing uses
+
+    def check_definitions(self, file):
+        """Evaluate every constant of `file` and check the names its fns use, used or not."""
+        for constant in file.constants:
+            self._constant(constant)
+        for defn in file.fns.values():
+            self._check_fn(defn)
+
+
+    def _check_fn(self, defn):
+        local = {p.name for p in defn.params}
+        for node in walk(defn.body):
+            if isinstance(node, ast.Assign):
+                local.add(node.target)
+            elif isinstance(node, ast.Unpack):
+                local |= target_names(node.targets)
+            elif isinstance(node, (ast.For, ast.CompFor)):
+                local |= target_names(node.var if isinstance(node, ast.For) else node.target)
+        known = local | set(defn.file.scope) | set(PRIMITIVES)
+        for node in walk([defn.body, [p.default for p in defn.params]]):
+            if isinstance(node, ast.Name) and node.id not in known:
+                raise self._err(f"unknown name `{node.id}`", node.span, defn.file,
+                                hint=did_you_mean(node.id, known))
+            if isinstance(node, ast.Call) and node.func not in known and node.func not in BUILTINS:
+                raise self._err(f"unknown function `{node.func}`", node.func_span, defn.file,
+                                hint=did_you_mean(node.func, known | set(BUILTINS)))
 
 
     def _call_builtin(self, b, e, scope, values):
@@ -576,6 +747,13 @@ def find_layer(inst, name):
         if layer.name == name:
             return layer
     return None
+
+
+def target_names(target) -> set:
+    """The names a loop or unpacking target assigns."""
+    if isinstance(target, str):
+        return {target}
+    return set().union(*[target_names(t) for t in target])
 
 
 def is_int(v):

@@ -105,6 +105,7 @@ def _own_definitions(file: ast.SourceFile) -> dict:
     out = {}
     out.update(file.blocks)
     out.update(file.layer_defs)
+    out.update(file.fns)
     out.update({c.target: c for c in file.constants})
     return out
 

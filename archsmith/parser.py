@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 
 from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
 from .errors import SpecError
@@ -13,13 +13,17 @@ _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = set(_OPENERS.values())
 
 
-_DEFINING = ("BLOCK", "MODEL", "DEF", "IMPORT")  # keywords only where a top-level statement starts
+_DEFINING = ("BLOCK", "MODEL", "DEF", "FN", "IMPORT")  # keywords only where a top-level statement starts
+# tokens after which a `{` opens a record (`{out: 64}`), not a body: where an operand is expected
+_BEFORE_RECORD = {"EQUAL", "COMMA", "LPAR", "LSQB", "COLON", "PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT",
+                  "POW", "COMP_OP", "AUG_OP", "RETURN", "IN", "AND", "OR", "NOT", "IF"}
 
 
 class _PostLexer:
     """Drop newlines inside (...) and [...], merge runs of them, and let `else`/`elif` follow `}`.
-    `block`, `model`, `def` and `import` are keywords only at the start of a top-level statement,
-    and `input` only outside brackets, so elsewhere they are ordinary names (a layer called `block`)."""
+    `block`, `model`, `def`, `fn` and `import` are keywords only at the start of a top-level statement,
+    and `input` only outside brackets, so elsewhere they are ordinary names (a layer called `block`).
+    Newlines inside a record's `{...}` are dropped as inside brackets."""
 
     always_accept = ()
 
@@ -42,9 +46,10 @@ class _PostLexer:
             starts_statement = line_start and (not stack or tok.column == 1)
             if (tok.type in _DEFINING and not starts_statement) or (tok.type == "INPUT" and stack):
                 tok = Token.new_borrow_pos("NAME", tok.value, tok)
+            record = tok.type == "LBRACE" and previous is not None and previous.type in _BEFORE_RECORD
             previous = tok
             if tok.type in _OPENERS:
-                stack.append(tok.type)
+                stack.append("LREC" if record else tok.type)
             elif tok.type in _CLOSERS and stack:
                 stack.pop()
             yield tok
@@ -55,17 +60,17 @@ class _PostLexer:
 @functools.lru_cache(maxsize=None)
 def _lark() -> Lark:
     return Lark.open("grammar/arch.lark", rel_to=__file__, parser="lalr", lexer="basic", postlex=_PostLexer(),
-                     propagate_positions=True, maybe_placeholders=True)
+                     propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
 
 
 def parse(text: str, path: str = "<string>") -> ast.SourceFile:
     """Parse one file. Raises SpecError for any syntax error."""
     try:
-        tree = _lark().parse(text)
+        tree = _lark().parse(text, start="start")
     except UnexpectedInput as e:
         raise _syntax_error(e, text, path) from None
     try:
-        items = _ToAst(path).transform(tree)
+        items = _ToAst(path, text).transform(tree)
     except VisitError as e:
         if isinstance(e.orig_exc, SpecError):
             e.orig_exc.source = text
@@ -91,7 +96,7 @@ def _collect(items, path, text) -> ast.SourceFile:
     file.doc = _comment_above(lines, first_code + 1) if first_code and lines[0].lstrip().startswith("#") else ""
     seen = {}
     for item in items:
-        if isinstance(item, (ast.BlockDef, ast.LayerDef, ast.ModelDef)):
+        if isinstance(item, (ast.BlockDef, ast.LayerDef, ast.FnDef, ast.ModelDef)):
             item.doc = _comment_above(lines, item.span.line)
         if isinstance(item, ast.Import):
             file.imports.append(item)
@@ -105,7 +110,8 @@ def _collect(items, path, text) -> ast.SourceFile:
         if isinstance(item, ast.Assign):
             file.constants.append(item)
         else:
-            {ast.BlockDef: file.blocks, ast.LayerDef: file.layer_defs, ast.ModelDef: file.models}[type(item)][item.name] = item
+            {ast.BlockDef: file.blocks, ast.LayerDef: file.layer_defs, ast.FnDef: file.fns,
+             ast.ModelDef: file.models}[type(item)][item.name] = item
     return file
 
 
@@ -124,7 +130,7 @@ _CONTINUATIONS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", 
 _TOKEN_WORDS = {
     "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "LPAR": "`(`", "LBRACE": "`{`", "LSQB": "`[`",
     "_NL": "a newline or `;` after the statement", "$END": "the end of the file", "NAME": "a name",
-    "STRING": "a string in double quotes", "NUMBER": "a number",
+    "STRING": "a string in double quotes", "NUMBER": "a number", "AUG_OP": "`+=`, `-=`, `*=` or `//=`",
 }
 _CLOSERS_OF = {closer: opener for opener, closer in _OPENERS.items()}
 _BRACKET_TEXT = {"LPAR": "(", "RPAR": ")", "LSQB": "[", "RSQB": "]", "LBRACE": "{", "RBRACE": "}"}
@@ -313,21 +319,24 @@ def _end_position(text: str):
     return len(lines), len(lines[-1]) + 1
 
 
-def _span(path, meta_or_token) -> ast.Span:
+def _span(path, meta_or_token, shift=(0, 0)) -> ast.Span:
+    """The span of a node or token; `shift` (lines, columns) places text parsed out of a string."""
     m = meta_or_token
-    return ast.Span(path, m.line, m.column, m.end_line, m.end_column)
+    lines, columns = shift
+    return ast.Span(path, m.line + lines, m.column + columns, m.end_line + lines, m.end_column + columns)
 
 
 @v_args(meta=True)
 class _ToAst(Transformer_NonRecursive):
-    """Lark tree -> archsmith.ast, one method per grammar rule."""
+    """Lark tree -> archsmith.ast, one method per grammar rule. `shift` places the expressions of a
+    quoted layer name, which are parsed on their own."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, text: str, shift=(0, 0)):
         super().__init__()
-        self.path = path
+        self.path, self.text, self.shift = path, text, shift
 
     def _s(self, meta):
-        return _span(self.path, meta)
+        return _span(self.path, meta, self.shift)
 
     # -- top level
     def start(self, meta, items):
@@ -339,6 +348,10 @@ class _ToAst(Transformer_NonRecursive):
     def block_def(self, meta, children):
         name, params, body = children
         return ast.BlockDef(str(name), params or [], body, self._s(meta))
+
+    def fn_def(self, meta, children):
+        name, params, body = children
+        return ast.FnDef(str(name), params or [], body, self._s(meta))
 
     def def_def(self, meta, children):
         name, params, layer = children
@@ -362,6 +375,28 @@ class _ToAst(Transformer_NonRecursive):
     def assign(self, meta, children):
         return ast.Assign(str(children[0]), children[1], self._s(meta))
 
+    def unpack(self, meta, children):
+        return ast.Unpack([self._target(c) for c in children[:-1]], children[-1], self._s(meta))
+
+    def aug_assign(self, meta, children):
+        """`a += b` is `a = a + b`."""
+        name, op, value = children
+        span = self._s(meta)
+        target = ast.Name(str(name), _span(self.path, name, self.shift))
+        return ast.Assign(str(name), ast.BinOp(str(op)[:-1], target, value, span), span)
+
+    def targets(self, meta, children):
+        return [self._target(c) for c in children]
+
+    @staticmethod
+    def _target(c):
+        return str(c) if isinstance(c, Token) else c
+
+    @staticmethod
+    def _loop_target(targets):
+        """`for i in` and `for (a, b) in`: the one target; `for i, w in`: the list of targets."""
+        return targets[0] if len(targets) == 1 else targets
+
     def return_stmt(self, meta, children):
         return ast.Return(children[0], self._s(meta))
 
@@ -375,7 +410,7 @@ class _ToAst(Transformer_NonRecursive):
 
     def for_stmt(self, meta, children):
         var, iterable, body = children
-        return ast.For(str(var), iterable, body, self._s(meta))
+        return ast.For(self._loop_target(var), iterable, body, self._s(meta))
 
     def param_stmt(self, meta, children):
         keyword, name, init = children
@@ -393,8 +428,43 @@ class _ToAst(Transformer_NonRecursive):
         return ast.LayerItem(name, target, self._s(meta))
 
     def layer_name(self, meta, children):
-        base, *suffix = children
-        return ast.LayerName(str(base), suffix[0] if suffix else None, self._s(meta))
+        text = self.text[meta.start_pos:meta.end_pos]
+        depth = 0
+        for c in text:
+            depth += (c == "{") - (c == "}")
+            if depth == 0 and c.isspace():
+                raise SpecError("a layer name is written without spaces", self._s(meta),
+                                hint=f'quote it to name a layer with spaces: `"{text}"`')
+        return ast.LayerName([str(c) if isinstance(c, Token) else c for c in children], self._s(meta))
+
+    def quoted_name(self, meta, children):
+        """`"block{s}-{i}"`: the text between braces is an expression."""
+        token = children[0]
+        text, parts, start = str(token)[1:-1], [], 0
+        while start < len(text):
+            open_ = text.find("{", start)
+            if open_ < 0:
+                parts.append(text[start:])
+                break
+            close = text.find("}", open_)
+            if close < 0:
+                raise SpecError("a `{` in a layer name is not closed", self._s(meta))
+            if open_ > start:
+                parts.append(text[start:open_])
+            parts.append(self._interpolation(text[open_ + 1:close], token, open_))
+            start = close + 1
+        return ast.LayerName(parts, self._s(meta), quoted=True)
+
+    def _interpolation(self, source, token, at):
+        """The expression between the braces at index `at` of the quoted layer name `token`."""
+        shift = (self.shift[0] + token.line - 1, self.shift[1] + token.column + at + 1)
+        try:
+            tree = _lark().parse(source, start="expr")
+        except UnexpectedInput:
+            column = shift[1] + 1
+            raise SpecError(f"`{{{source}}}` in a layer name is not an expression",
+                            ast.Span(self.path, shift[0] + 1, column - 1, shift[0] + 1, column + len(source) + 1)) from None
+        return _ToAst(self.path, source, shift).transform(tree)
 
     def seq(self, meta, children):
         return ast.Seq(children[0], self._s(meta))
@@ -477,5 +547,41 @@ class _ToAst(Transformer_NonRecursive):
         return ast.ListExpr([c for c in children if c is not None], self._s(meta))
 
     def list_comp(self, meta, children):
-        item, var, iterable = children
-        return ast.ListComp(item, str(var), iterable, self._s(meta))
+        return ast.ListComp(children[0], list(children[1:]), self._s(meta))
+
+    def comp_for(self, meta, children):
+        targets, iterable = children
+        return ast.CompFor(self._loop_target(targets), iterable, self._s(meta))
+
+    def comp_if(self, meta, children):
+        return ast.CompIf(children[0], self._s(meta))
+
+    def record(self, meta, children):
+        fields = [c for c in children if c is not None]
+        seen = {}
+        for name, _, span in fields:
+            if name in seen:
+                raise SpecError(f"the record has two fields named `{name}`", span, notes=[("first here", seen[name])])
+            seen[name] = span
+        return ast.Record([(name, value) for name, value, _ in fields], self._s(meta))
+
+    def field_init(self, meta, children):
+        return (str(children[0]), children[1], self._s(meta))
+
+    def layer_value(self, meta, children):
+        name, *accesses, args = children
+        value = ast.Name(str(name), _span(self.path, name, self.shift))
+        for kind, node, span in accesses:
+            start = value.span
+            span = ast.Span(span.path, start.line, start.column, span.end_line, span.end_column)
+            value = ast.Attr(value, node, span) if kind == "field" else ast.Index(value, node, span)
+        return ast.ValueCall(value, args or [], self._s(meta))
+
+    def field_access(self, meta, children):
+        return ("field", str(children[0]), self._s(meta))
+
+    def item_access(self, meta, children):
+        return ("item", children[0], self._s(meta))
+
+    def call_args(self, meta, children):
+        return children[0] or []

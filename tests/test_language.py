@@ -186,3 +186,245 @@ def test_the_input_shape_can_be_replaced():
            "dropout: float = 0.5)" in source
     with pytest.raises(archsmith.SpecError, match="must be a list of positive ints"):
         archsmith.compile("vgg11", input_shape=[3, 0, 32])
+
+
+# ---- issue 7: fns, records, comprehensions, unpacking, augmented assignment, layer names
+
+def error_of(spec: str) -> archsmith.SpecError:
+    with pytest.raises(archsmith.SpecError) as e:
+        elaborate_models(spec)
+    return e.value
+
+
+FNS = """
+fn make_divisible(v, divisor, min_value = none) {
+    if min_value == none {
+        min_value = divisor
+    }
+    n = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if n < 0.9 * v {
+        n += divisor
+    }
+    return n
+}
+fn fact(n) {
+    return 1 if n <= 1 else n * fact(n - 1)
+}
+fn first_even(xs) {
+    for i, v in enumerate(xs) {
+        if v % 2 == 0 {
+            return i
+        }
+    }
+    return -1
+}
+"""
+
+
+@pytest.mark.parametrize("expr,value", [
+    ("make_divisible(30, 8)", 32), ("make_divisible(9, 8, min_value=16)", 16), ("fact(5)", 120),
+    ("first_even([3, 5, 6, 8])", 2), ("round(log(8, 2))", 3), ("round(log2(32))", 5), ("int(exp(0))", 1),
+    ("round(log(exp(2)))", 2), ("len([a * b for a in [1, 2, 3] for b in [1, 2] if a != b])", 4),
+    ("sum([a * b for a in [1, 2, 3] for b in [1, 2] if a != b])", 2 + 2 + 3 + 6),
+    ("sum([i * w for i, w in enumerate([5, 6, 7])])", 6 + 14), ("len(zip([1, 2, 3], [4, 5]))", 2),
+    ("zip([1, 2], [3, 4])[1][0]", 2), ("list(range(3))[2]", 2), ("enumerate([7, 8], 1)[1][0]", 2),
+    ("{out: 12, stride: 2}.out", 12), ("[{w: 3}, {w: 9}][1].w", 9),
+    ("1 if {a: 1, b: [2]} == {a: 1, b: [2]} else 2", 1),
+    ("sum([a + b for (a, b) in [[1, 2], [3, 4]]])", 10),
+])
+def test_new_expressions_evaluate(expr, value):
+    assert channels_of(expr, FNS) == value
+
+
+def test_a_fn_calls_reach_defaults_and_constants():
+    assert channels_of("f(2)", "K = 3\nfn f(a, b = a * K) {\n    return a + b\n}") == 8
+
+
+def test_unpacking_and_augmented_assignment_in_blocks_and_seqs():
+    spec = """
+block Net(sizes = [[4, 1], [6, 2]]) {
+    a, b = chunk(x | conv: conv2d(8, 1), 2)
+    a += b
+    a *= b
+    h, w = a.shape[1:]
+    n = 0
+    n += h * w
+    n //= 16
+    x = a | body: seq {
+        for i, (c, k) in enumerate(sizes) {
+            k += 2
+            "conv{i}": conv2d(c, k, padding=k // 2)
+        }
+    }
+    return x | mean() | fc: linear(n)
+}
+model net = Net() input [3, 8, 8]
+"""
+    model = archsmith.build(spec)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4)
+    assert [k for k in model.state_dict() if k.endswith("weight")][1:3] == ["body.conv0.weight", "body.conv1.weight"]
+    assert model.body.conv1.kernel_size == (4, 4)
+
+
+def test_a_stage_table_of_records_applies_the_blocks_it_holds():
+    spec = """
+block A(out, stride = 1) {
+    return x | conv: conv2d(out, 3, stride=stride, padding=1)
+}
+block B(out, stride = 1) {
+    return x | conv: conv2d(out, 1, stride=stride)
+}
+CFG = [A, 8]
+STAGES = [
+    {kind: A, out: 4, stride: 1},
+    {kind: B, out: 6, stride: 2},
+]
+block Net() {
+    for s, row in enumerate(STAGES) {
+        x = x | stage{s}: row.kind(row.out, stride=row.stride)
+    }
+    x = x | last: CFG[0](CFG[1]) | act: row.kind(5)
+    return x
+}
+model net = Net() input [3, 8, 8]
+"""
+    model = archsmith.build(spec)
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 5, 4, 4)
+    assert list(model.state_dict())[::2] == ["stage0.conv.weight", "stage1.conv.weight", "last.conv.weight",
+                                             "act.conv.weight"]
+
+
+def test_quoted_and_interpolated_layer_names_keep_their_keys():
+    spec = """
+block Net(n = 2) {
+    for s in range(2) {
+        for i in range(n) {
+            x = x | "block{s}-{i}": conv2d(4, 1) | stage{s}_{i}x: batchnorm2d()
+        }
+    }
+    x = x | "if": conv2d(4, 1) | "__hidden": conv2d(4, 1)
+    return x | head: seq { "fc.0"[:2]: flatten() }
+}
+model net = Net() input [3, 4, 4]
+"""
+    e = error_of(spec)
+    assert e.line == 9  # a name is not indexed: the quoted name is the whole target
+    spec = spec.replace('"fc.0"[:2]: flatten()', '"fc 1": flatten(); "fc-2": linear(3)')
+    source = archsmith.compile(spec)
+    assert "self.add_module(f\"block{s}-{i}\"" in source or "self.add_module('block0-0'" in source
+    model = archsmith.build(spec)
+    keys = list(model.state_dict())
+    assert "block1-1.weight" in keys and "stage1_1x.weight" in keys and "if.weight" in keys
+    assert "__hidden.weight" in keys and "head.fc-2.weight" in keys
+    assert model(torch.randn(1, 3, 4, 4)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name,message", [
+    ('"a.b"', "a layer named `a.b` contains a `.`"),
+    ('""', "a layer name cannot be empty"),
+    ('"training"', "a layer named `training` would hide nn.Module.training"),
+    ('"x{1.5}"', "a layer name can interpolate an int or a string, not a float"),
+])
+def test_bad_layer_names_say_why(name, message):
+    e = error_of(f"block Net() {{\n    return x | {name}: conv2d(4, 1)\n}}\nmodel net = Net() input [3, 4, 4]\n")
+    assert message in e.message and e.line == 2
+
+
+def test_an_unquoted_name_has_no_spaces():
+    e = error_of("block Net() {\n    return x | a{1} b: conv2d(4, 1)\n}\nmodel net = Net() input [3, 4, 4]\n")
+    assert e.line == 2 and "without spaces" in e.message
+
+
+@pytest.mark.parametrize("body,line,message", [
+    ("a, b = [1, 2, 3]", 2, "cannot unpack 3 values into 2 names"),
+    ("a, b = 4", 2, "cannot unpack an int into 2 names"),
+    ("for i, w in [1, 2] { }", 2, "cannot unpack an int into 2 names"),
+    ("r = {a: 1}\n    q = r.b", 3, "the record has no field `b`"),
+    ("r = {a: 1, a: 2}", 2, "the record has two fields named `a`"),
+    ("r = {a: x}", 2, "a record holds values, not tensors"),
+    ("n = loop(1)", 6, "calls of fns nest more than 64 deep"),
+    ("n = nothing(1)", 1, "fn `nothing` ends without `return`"),
+    ("n = f(x)", 2, "`f` is a fn: it computes a value, and cannot take a tensor"),
+    ("x = x | f(1)", 2, "`f` is a fn: it computes a value, and is not a layer"),
+    ("x = x | y: K[0](4)", 2, "this is an int, not a layer to apply"),
+    ("n = 1\n    n -= [1]", 3, "`-` cannot combine an int and a list"),
+])
+def test_located_errors_of_the_new_constructs(body, line, message):
+    spec = f"""block Net() {{
+    {body}
+    return x
+}}
+fn loop(n) {{
+    return loop(n + 1)
+}}
+fn nothing(n) {{
+    if n > 1 {{
+        return n
+    }}
+}}
+fn f(v) {{
+    return v
+}}
+K = [1, 2]
+model net = Net() input [3, 4, 4]
+"""
+    e = error_of(spec)
+    assert message in e.message, e.message
+    if "ends without" not in message:
+        assert e.line == line, str(e)
+    else:
+        assert e.line == 8 and e.notes[0][1].line == 2
+
+
+@pytest.mark.parametrize("item,line,message", [
+    ("UNUSED = 1 / 0", 1, "division by zero"),
+    ("UNUSED = [1][3]", 1, "index 3 is out of range"),
+    ("fn unused(a) {\n    return a + b\n}", 2, "unknown name `b`"),
+    ("fn unused(a) {\n    return frob(a)\n}", 2, "unknown function `frob`"),
+])
+def test_what_nothing_uses_is_still_checked(item, line, message):
+    e = error_of(item + "\nblock Net() {\n    return x\n}\nmodel net = Net() input [3, 4, 4]\n")
+    assert message in e.message and e.line == line
+
+
+def test_fn_is_a_name_except_at_the_top_level():
+    spec = """
+block Net(fn = 4) {
+    fn = fn * 2
+    return x | fn: conv2d(fn, 1)
+}
+model net = Net() input [3, 4, 4]
+"""
+    assert elaborate_models(spec)[0].output_shape == (8, 4, 4)
+
+
+def test_a_record_literal_may_span_lines():
+    assert channels_of("R.out + R.k", "R = {\n    out: 5,\n    k: 1,\n}") == 6
+
+
+def test_check_show_params(capsys):
+    from archsmith.cli import main
+    assert main(["check", "resnet18", "--show-params"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "  (root): ResNet(kind=BasicBlock, layers=[2, 2, 2, 2], num_classes=1000, groups=1, width_per_group=64)"
+    assert out[2] == "  layer1.0: BasicBlock(planes=64, stride=1, groups=1, base_width=64)"
+
+
+def test_a_fn_over_a_parameter_is_a_function_of_the_module():
+    spec = FNS + """
+block Net(width = 1.0) {
+    return x | conv: conv2d(make_divisible(24 * width, 8), 1)
+}
+model net = Net() input [3, 4, 4]
+model big = Net(2.1) input [3, 4, 4]
+"""
+    source = archsmith.compile(spec)
+    assert "def make_divisible(v, divisor, min_value=None):" in source
+    assert "nn.Conv2d(in_channels, make_divisible(24 * width, 8), kernel_size=1)" in source
+    assert "def fact" not in source and "def first_even" not in source
+    assert archsmith.compile(FNS + """
+block Net() {
+    return x | conv: conv2d(make_divisible(24 * 1.3, 8), 1)
+}
+model net = Net() input [3, 4, 4]
+""").count("make_divisible") == 0  # folded: the arguments are constants

@@ -44,13 +44,15 @@ CASES = (
        ("infinite default", spec("p = 1e400", "    return x | c: conv2d(4, 1) | dropout(1 / p)\n")),
        ("layer named like the module's names", spec(body="    x = x | nn: conv2d(4, 1) | torch: relu() | F: relu()\n"
                                                         "    return x | self: conv2d(2, 1)\n")),
+       ("layers Python would rename", spec(body='    x = x | __conv: conv2d(4, 1) | "ｆｏｒｗａｒｄ": conv2d(4, 1)\n'
+                                                  '    return x | "class": conv2d(2, 1)\n')),
        ("block named like a builtin", "block print(k = 1) {\n    return x | c: conv2d(4, k)\n}\n"
                                       "block Net() {\n    return x | p: print()\n}\nmodel net = Net() input [3, 8, 8]\n")]
 )
 
 ERRORS = [(f"layer {n}", spec(body=f"    return x | {n}: conv2d(4, 1)\n"), 2)
           for n in ("training", "forward", "_parameters", "_modules", "T_destination", "compile", "bfloat16",
-                    "share_memory", "__conv", "__call__", "state_dict")] + [
+                    "share_memory", "__call__", "state_dict")] + [
     ("non-ASCII name", spec(body="    return x | ｆｏｒｗａｒｄ: conv2d(4, 1)\n"), 2),
     ("infinite eps", spec(body="    return x | c: batchnorm2d(eps=1e400)\n"), 2),
     ("nan momentum", spec(body="    return x | c: batchnorm2d(momentum=1e400 - 1e400)\n"), 2),

@@ -15,6 +15,7 @@ values."""
 from __future__ import annotations
 
 import builtins
+import json
 import keyword
 import re
 from contextlib import contextmanager
@@ -23,10 +24,10 @@ from typing import Optional
 
 from .. import ast
 from ..queries import names_in, walk
-from ..elaborate import RESERVED_LAYER_NAMES
-from ..evaluate import BUILTINS, BlockRef
-from ..primitives import INITIALIZERS, PRIMITIVES, REQUIRED, Primitive, ShapeError, broadcast, dim_index, spatial_out
-from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, SList, TList, TVal, Untranslatable, binop, boolop,
+from ..elaborate import RESERVED_LAYER_NAMES, plain_layer_name
+from ..evaluate import BUILTINS, BlockRef, Record, format_value, target_names
+from ..primitives import INITIALIZERS, PRIMITIVES, REQUIRED, Primitive, ShapeError, dim_index, spatial_out
+from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, RVal, SList, TList, TVal, Untranslatable, binop, boolop,
                      call, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)
 
 # Names the generated module defines or imports; no spec name may take them.
@@ -330,11 +331,13 @@ class Translator:
             rest = body[index + 1:]
             index += 1
             if isinstance(s, _Bind):
-                self.env[s.var] = s.value
+                self.bind(s.var, s.value)
             elif isinstance(s, ast.Assign):
                 self.assign(s.target, s.value)
             elif isinstance(s, ast.ParamDecl):
                 self.env[s.name] = self.declare_parameter(s)
+            elif isinstance(s, ast.Unpack):
+                self.unpack(s.targets, s.value)
             elif isinstance(s, ast.Return):
                 self.do_return(s.value)
                 return True
@@ -359,8 +362,7 @@ class Translator:
     def block_for(self, s: ast.For, it):
         """A loop of a block body over a list known only at construction: a Python loop in __init__
         declaring the layers (`self.add_module(f"blk{i}", ...)`) and one in forward applying them."""
-        var = self.pyname(s.var) if not self.inline else s.var
-        loop_var = Dyn(var, deps=deps(it) | {LOCAL})
+        var, loop_var = self.loop_target(s.var, it)
         assigned = _assigned(s.body)
         scalars = sorted(n for n in assigned if n in self.env and not isinstance(self.env[n], (TVal, SList, TTuple)))
         for n in sorted(n for n in assigned if isinstance(self.env.get(n), SList)):
@@ -399,7 +401,7 @@ class Translator:
         increments = {}
         if self.inline and changed:  # the body run from size 0 gives what each iteration adds
             increments = self._block_loop_pass(s, it, loop_var, scalars, tensors, changed, zero=True)[2]
-        self.emit_init(f"for {var} in {src(it)}:")
+        self.emit_init(f"for {var} in {self.loop_iterable(it, s.var)}:")
         self.init.extend(init)
         if not self.inline:
             self.emit_fwd(f"for {var} in {forward_it}:")
@@ -416,7 +418,7 @@ class Translator:
                     else:
                         shape[i] = Dyn(name, deps=deps(it) | deps(d) | deps(shape[i]))
             self.env[n] = type(self.env[n])(tuple(shape), self.fname(n))
-        self.env[s.var] = loop_var
+        self.env.update(loop_var)
 
     def _after_loop(self, s, it, entry, end, shadow: str, increment):
         """A size after a loop, in the caller's values: the body's, where it does not depend on the
@@ -450,7 +452,7 @@ class Translator:
         """One translation of the loop's body, with each dimension in `shadows` a variable (or, with
         `zero`, 0): (init lines, forward lines, carried values at the end, shadows the body assigns)."""
         saved_env, saved_deps = dict(self.env), self.loop_deps
-        self.env[s.var] = loop_var
+        self.env.update(loop_var)
         for n in scalars:
             self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL})
         for n in tensors:
@@ -513,12 +515,15 @@ class Translator:
                     value = TVal(value.shape, name)
                 self.env[target] = value
                 return
-        value = self.eval(expr)
+        self.assign_value(target, self.eval(expr), isinstance(expr, ast.Name))
+
+    def assign_value(self, target: str, value, alias=False):
+        """`target` takes `value`; `alias`: the value is another variable's (`y = x`)."""
         if isinstance(value, TVal):
             name = self.fwd_target(target)
             if value.fwd != name:
                 line = f"{name} = {value.fwd}"
-                self.emit_fwd(Maybe(name, line) if isinstance(expr, ast.Name) else line)
+                self.emit_fwd(Maybe(name, line) if alias else line)
             self.env[target] = TVal(value.shape, name)
         elif isinstance(value, TList):
             name = self.fwd_target(target)
@@ -542,6 +547,59 @@ class Translator:
             self.env[target] = Dyn(name, ATOM, value.deps, value.boolean)
         else:
             self.env[target] = value
+
+    def unpack(self, targets: list, expr):
+        """`a, b = value`: the tuple of a split or chunk in one line of forward, else item by item."""
+        value = self.eval(expr)
+        if isinstance(value, TTuple) and all(isinstance(t, str) for t in targets) \
+                and len(targets) == len(value.shapes):
+            names = [self.fwd_target(t) for t in targets]
+            self.emit_fwd(f"{', '.join(names)} = {value.fwd}")
+            for t, name, shape in zip(targets, names, value.shapes):
+                self.env[t] = TVal(shape, name)
+            return
+        for name, item in self.leaves(targets, value):
+            self.assign_value(name, item)
+
+    def leaves(self, target, value) -> list:
+        """[(name, value)]: a value unpacked into a (nested) target, where its length is known here."""
+        if isinstance(target, str):
+            return [(target, value)]
+        if isinstance(value, TTuple):
+            value = SList([TVal(s, f"{value.fwd}[{i}]") for i, s in enumerate(value.shapes)])
+        items = self.items_of(value)
+        if items is None or len(items) != len(target):
+            raise Untranslatable(deps(value), "an unpacking of a list whose length is known only at construction")
+        return [leaf for t, v in zip(target, items) for leaf in self.leaves(t, v)]
+
+    def bind(self, target, value):
+        """A loop's variable (or variables) take a value known when the class is written."""
+        for name, v in self.leaves(target, value):
+            self.env[name] = v
+
+    def loop_target(self, target, it, fresh=False):
+        """(Python source, {spec name: value}) of the variables of a Python loop over `it`; `fresh`:
+        names of their own (a comprehension's), else the spec names' names in the class."""
+        if isinstance(target, str):
+            name = target if self.inline else (self.ns.create(target) if fresh else self.pyname(target))
+            return name, {target: Dyn(name, deps=deps(it) | {LOCAL})}
+        parts, env = [], {}
+        for t in target:
+            part, names = self.loop_target(t, it, fresh)
+            parts.append(f"({part})" if isinstance(t, list) else part)
+            env.update(names)
+        return ", ".join(parts), env
+
+    @staticmethod
+    def loop_iterable(it, target) -> str:
+        """A loop's list; a loop that unpacks each item iterates `zip(...)` or `enumerate(...)` itself
+        (its items are then tuples, which only the unpacking sees)."""
+        source, prec = src_prec(it)
+        if not isinstance(target, str):
+            found = re.fullmatch(r"list\(map\(list, ((?:zip|enumerate)\(.*\))\)\)", source)
+            if found:
+                return found.group(1)
+        return wrap(source, prec, 1)
 
     def fwd_target(self, var: str) -> str:
         """The forward name for `var`, unless it holds a value still needed under another spec name."""
@@ -652,7 +710,7 @@ class Translator:
         for name in sorted(set().union(*[d[5] for d in done]) - set(before_layers), key=list(self.layers).index):
             for d in done:
                 if name not in d[5]:
-                    d[1].append("    " * (self.ii + 1) + f"self.{name} = None")
+                    d[1].append("    " * (self.ii + 1) + _set_module(name, "None"))
                     self.maybe_layers[name] = self.maybe_layers.get(name, frozenset()) | cond_deps
         self._write_chain(done, before_layers)
         if seq is not None:
@@ -715,7 +773,7 @@ class Translator:
                 continue
             own = [n for n in d[5] if all(n not in o[5] for o in done if o is not d)]
             if own:
-                tests.append(f"self.{sorted(own, key=list(self.layers).index)[0]} is not None")
+                tests.append(f"{_module_attr(sorted(own, key=list(self.layers).index)[0])} is not None")
             else:
                 attr = self.store(d[0], "use_branch")
                 tests.append(attr)
@@ -777,40 +835,76 @@ class Translator:
         return fold(SList([self.eval(i) for i in e.items]))
 
     def _e_ListComp(self, e):
-        it = fold(self.eval(e.iterable))
-        saved = self.env.get(e.var, _MISSING)
+        names = {n for c in e.clauses if isinstance(c, ast.CompFor) for n in target_names(c.target)}
+        saved = {n: self.env.get(n, _MISSING) for n in names}
         try:
-            items = self.items_of(it)
-            if items is not None:
-                out = []
-                for v in items:
-                    self.env[e.var] = v
-                    out.append(self.eval(e.item))
-                result = fold(SList(out))
-                if isinstance(result, SList) and not any(isinstance(i, (TVal, TTuple, SList)) for i in out):
-                    result.source = self._comprehension(e, it)  # written as the spec writes it
-                return result
-            var = self.ns.create(e.var) if not self.inline else e.var
-            self.env[e.var] = Dyn(var, deps=deps(it) | {LOCAL})
+            out = self._unrolled(e, 0)
+            if out is None:  # a list or a filter known only at construction
+                return self._comprehension(e, strict=True)
+            result = fold(SList(out))
+            if isinstance(result, SList) and not any(isinstance(i, (TVal, TTuple, SList)) for i in out):
+                written = self._comprehension(e)  # written as the spec writes it
+                result.source = written.src if written is not None else None
+            return result
+        finally:
+            for n, v in saved.items():
+                if v is _MISSING:
+                    self.env.pop(n, None)
+                else:
+                    self.env[n] = v
+
+    def _unrolled(self, e, index):
+        """The items of a comprehension from clause `index` on, or None where a list or a filter is
+        not known when the class is written."""
+        if index == len(e.clauses):
+            return [self.eval(e.item)]
+        clause = e.clauses[index]
+        if isinstance(clause, ast.CompIf):
+            cond = _condition(self.eval(clause.cond))
+            if not isinstance(cond, Const):
+                return None
+            return self._unrolled(e, index + 1) if cond.value else []
+        items = self.items_of(fold(self.eval(clause.iterable)))
+        if items is None:
+            return None
+        out = []
+        for v in items:
+            self.bind(clause.target, v)
+            more = self._unrolled(e, index + 1)
+            if more is None:
+                return None
+            out += more
+        return out
+
+    def _comprehension(self, e, strict=False):
+        """The comprehension in Python, or None (strict: Untranslatable) where it cannot be written."""
+        parts, found = [], frozenset()
+        try:
+            for clause in e.clauses:
+                if isinstance(clause, ast.CompIf):
+                    cond = _condition(self.eval(clause.cond))
+                    parts.append(f"if {wrap(*src_prec(cond), 1)}")
+                    found |= deps(cond)
+                    continue
+                it = fold(self.eval(clause.iterable))
+                var, names = self.loop_target(clause.target, it, fresh=True)
+                parts.append(f"for {var} in {self.loop_iterable(it, clause.target)}")
+                self.env.update(names)
+                found |= deps(it)
             item = self.eval(e.item)
             if isinstance(item, (TVal, TTuple)):
-                raise Untranslatable(deps(it), "a list of tensors of a length fixed when the class is written")
-            return Dyn(f"[{src(item)} for {var} in {src(it)}]", ATOM, (deps(item) | deps(it)) - {LOCAL})
-        finally:
-            if saved is _MISSING:
-                self.env.pop(e.var, None)
-            else:
-                self.env[e.var] = saved
-
-    def _comprehension(self, e, it):
-        """`[item for var in iterable]` in Python, or None where the item cannot be written per item."""
-        var = e.var if self.inline else self.ns.create(e.var)
-        self.env[e.var] = Dyn(var, deps=deps(it) | {LOCAL})
-        try:
-            item = self.eval(e.item)
-            return f"[{src(item)} for {var} in {src(it)}]"
+                raise Untranslatable(found, "a list of tensors of a length fixed when the class is written")
+            return Dyn(f"[{src(item)} {' '.join(parts)}]", ATOM, (deps(item) | found) - {LOCAL})
         except Untranslatable:
+            if strict:
+                raise
             return None
+
+    def _e_Record(self, e):
+        fields = {name: fold(self.eval(value)) for name, value in e.fields}
+        if all(isinstance(v, Const) for v in fields.values()):
+            return Const(Record({k: v.value for k, v in fields.items()}))
+        return RVal(fields)
 
     def _e_BinOp(self, e):
         a, b = self.eval(e.left), self.eval(e.right)
@@ -886,7 +980,11 @@ class Translator:
         return Dyn(f"{wrap(t, tp, ATOM)}[{lo}:{hi}]", ATOM, all_deps)
 
     def _e_Attr(self, e):
-        target = self.eval(e.target)
+        target = fold(self.eval(e.target))
+        if isinstance(target, Const) and isinstance(target.value, Record):
+            return Const(target.value.fields[e.name])
+        if isinstance(target, RVal):
+            return target.fields[e.name]
         if not isinstance(target, TVal):
             raise Untranslatable(deps(target), "an attribute of a value that is not a tensor")
         if e.name == "shape":
@@ -903,6 +1001,8 @@ class Translator:
         if name in self.layers and name not in self.env:
             (arg,) = [self.eval(a.value) for a in e.args]
             return self.reapply(name, arg)
+        if name not in self.env and isinstance(self.file.scope.get(name), ast.FnDef):
+            return self.fn_call(self.file.scope[name], e)
         if name in BUILTINS:
             values = [fold(self.eval(a.value)) for a in e.args]
             if name in PRIMITIVES and values and isinstance(values[0], TVal):
@@ -918,12 +1018,51 @@ class Translator:
                 pass
         if name == "len" and isinstance(args[0], SList):
             return Const(len(args[0].items))
+        if name in ("zip", "enumerate", "list"):
+            return self.list_builtin(name, args)
         if name == "str":
             raise Untranslatable(deps(args[0]), "`str` of a value known only at construction")
-        if name in ("ceil", "floor", "sqrt"):
+        if name in ("ceil", "floor", "sqrt", "log", "log2", "exp"):
             self.result.uses.add("math")
             return call(f"math.{name}", args)
         return call(name, args)
+
+    def list_builtin(self, name, args):
+        """`zip`, `enumerate` and `list`: a list of known length where the lists are, else Python's,
+        with lists for items as in the spec (`list(map(list, zip(a, b)))`)."""
+        lists = [self.items_of(a) for a in (args[:1] if name != "zip" else args)]
+        start = args[1] if name == "enumerate" and len(args) > 1 else Const(0)
+        if all(items is not None for items in lists) and isinstance(start, Const):
+            if name == "list":
+                return fold(SList(lists[0]))
+            if name == "zip":
+                return fold(SList([fold(SList(list(t))) for t in zip(*lists)]))
+            return fold(SList([fold(SList([Const(start.value + i), v])) for i, v in enumerate(lists[0])]))
+        return call("list", [Dyn(f"map(list, {src(call(name, args))})", ATOM, frozenset().union(
+            *[deps(a) for a in args]))]) if name != "list" else call("list", args)
+
+    def fn_call(self, defn: ast.FnDef, e: ast.Call):
+        """A fn called: its value where the arguments are constants, else a call of the function
+        of the generated module it is written as."""
+        args = [(a.name, fold(self.eval(a.value))) for a in e.args]
+        if all(isinstance(v, Const) for _, v in args):
+            value = self.gen.fold_fn(defn, [(n, v.value) for n, v in args])
+            if value is not _MISSING:
+                return Const(value)
+        info = self.gen.fn_info(defn, used=not self.inline)
+        found = frozenset().union(*[deps(v) for _, v in args]) if args else frozenset()
+        if info.failure is not None:
+            raise Untranslatable(found, f"fn `{defn.name}` cannot be written in Python: {info.failure}")
+        values = self.bind_params(defn, args)
+        given = {n or defn.params[i].name for i, (n, _) in enumerate(args)}
+        parts, skipped = [], False
+        for p, (python, default) in zip(defn.params, info.params):
+            if p.name not in given and default is not None:
+                skipped = True
+                continue
+            parts.append(f"{python}={src(values[p.name])}" if skipped else src(values[p.name]))
+        return Dyn(f"{info.name}({', '.join(parts)})", ATOM, frozenset().union(
+            *[deps(values[p.name]) for p in defn.params]) if defn.params else frozenset())
 
     # ------------------------------------------------------------------ tensors
 
@@ -998,7 +1137,7 @@ class Translator:
         prim, attrs = self.layers[name]
         x = self.as_tensor(x)
         attrs = with_inferred(prim, attrs, x.shape)
-        return TVal(sym_shape(prim, attrs, [x.shape]), f"self.{name}({x.fwd})")
+        return TVal(sym_shape(prim, attrs, [x.shape]), f"{_module_attr(name)}({x.fwd})")
 
     def apply_stage(self, stage, x: TVal) -> TVal:
         kind, node = stage
@@ -1021,17 +1160,28 @@ class Translator:
             target = ast.Call(target.id, [], target.span, target.span)
         if isinstance(target, ast.Seq):
             return self.apply_seq(target, name, x, seq)
+        if isinstance(target, ast.ValueCall):
+            return self.apply_value(target, name, x, seq)
         return self.apply_call(target, name, x, seq)
 
+    def apply_value(self, c: ast.ValueCall, name, x: TVal, seq):
+        """A block, def or primitive held in a value, applied (`row.kind(row.out)`)."""
+        value = fold(self.eval(c.func))
+        args = [(a.name, self.eval(a.value)) for a in c.args]
+        if isinstance(value, Dyn) and value.classes:
+            return self.class_call(value, args, name, x, seq)
+        if not (isinstance(value, Const) and isinstance(value.value, BlockRef)):
+            raise Untranslatable(deps(value), "a layer chosen by a value known only at construction")
+        return self.apply_target(value.value.defn, args, name, x, seq)
+
     def layer_name(self, ln: ast.LayerName, seq):
-        if ln.suffix is None:
-            return ln.base
-        v = fold(self.eval(ln.suffix))
-        if isinstance(v, Const):
-            return ln.base + str(v.value)
+        parts = [p if isinstance(p, str) else fold(self.eval(p)) for p in ln.parts]
+        if all(isinstance(p, (str, Const)) for p in parts):
+            return "".join(p if isinstance(p, str) else format_value(p.value) for p in parts)
+        found = frozenset().union(*[deps(p) for p in parts if not isinstance(p, str)])
         if seq is None and self.loop_deps is None:
-            raise Untranslatable(deps(v), "a layer name known only at construction, outside a loop")
-        return Dyn(f'f"{ln.base}{{{src(v)}}}"', ATOM, deps(v))
+            raise Untranslatable(found, "a layer name known only at construction, outside a loop")
+        return Dyn(_fstring(parts), ATOM, found)
 
     def apply_call(self, c: ast.Call, name, x: TVal, seq):
         fname = c.func
@@ -1047,7 +1197,9 @@ class Translator:
                 target = self.gen.constant(target).defn
         else:
             target = PRIMITIVES[fname]
-        args = [(a.name, self.eval(a.value)) for a in c.args]
+        return self.apply_target(target, [(a.name, self.eval(a.value)) for a in c.args], name, x, seq)
+
+    def apply_target(self, target, args, name, x: TVal, seq):
         if isinstance(target, ast.LayerDef):
             return self.expand_def(target, args, name, x, seq)
         if isinstance(target, ast.BlockDef):
@@ -1157,7 +1309,7 @@ class Translator:
     def declare(self, name, module: str, x: TVal, out_shape, seq, prim=None, attrs=None):
         """A module `name` of the class (or the next child of `seq`), applied to x."""
         if seq is not None:
-            seq.add(None if name is None else (repr(name) if isinstance(name, str) else name.src), module)
+            seq.add(None if name is None else (_pystr(name) if isinstance(name, str) else name.src), module)
             return TVal(out_shape, "")
         if name == RESULT:  # a helper function's module
             self.emit_init(f"return {module}")
@@ -1171,9 +1323,9 @@ class Translator:
         if name in self.maybe_layers:  # declared before under a condition, and again here
             raise Untranslatable(self.maybe_layers[name], f"`{name}` declared under more than one condition")
         if name not in self.layers:
-            self.emit_init(f"self.{name} = {module}")
+            self.emit_init(_set_module(name, module))
         self.layers[name] = (prim, attrs)
-        return TVal(out_shape, f"self.{name}({x.fwd})")
+        return TVal(out_shape, f"{_module_attr(name)}({x.fwd})")
 
     def declare_parameter(self, s: ast.ParamDecl) -> TVal:
         """`self.gamma = nn.Parameter(torch.full((dim, 1, 1), init))`, or a registered buffer."""
@@ -1256,14 +1408,15 @@ class Translator:
                 saved = self.env
                 cur = self.apply_item(s.item, cur, seq)
                 self.env = saved
-            elif isinstance(s, ast.Assign):
-                value = self.eval(s.value)
-                if isinstance(value, Dyn) and seq.var is not None:
-                    name = self.init_target(s.target)
-                    if value.src != name:
-                        self.emit_init(Maybe(name, f"{name} = {value.src}"))
-                    value = Dyn(name, ATOM, value.deps, value.boolean)
-                self.env[s.target] = value
+            elif isinstance(s, (ast.Assign, ast.Unpack)):
+                target = s.target if isinstance(s, ast.Assign) else s.targets
+                for name, value in self.leaves(target, self.eval(s.value)):
+                    if isinstance(value, Dyn) and seq.var is not None:
+                        python = self.init_target(name)
+                        if value.src != python:
+                            self.emit_init(Maybe(python, f"{python} = {value.src}"))
+                        value = Dyn(python, ATOM, value.deps, value.boolean)
+                    self.env[name] = value
             elif isinstance(s, ast.For):
                 cur = self.seq_for(s, cur, seq)
             elif isinstance(s, ast.If):
@@ -1275,12 +1428,11 @@ class Translator:
         items = self.items_of(it)
         if items is not None:
             for v in items:
-                self.env[s.var] = v
+                self.bind(s.var, v)
                 cur = self.seq_body(s.body, cur, seq)
             return cur
         seq.go_dynamic()
-        var = self.pyname(s.var) if not self.inline else s.var
-        loop_var = Dyn(var, deps=deps(it) | {LOCAL})
+        var, loop_var = self.loop_target(s.var, it)
         carried = sorted(n for n in _assigned(s.body) if n in self.env)
         dims = [i for i, d in enumerate(cur.shape) if not isinstance(d, Missing)]
         # first pass: every dimension in a variable, to see which ones the body changes
@@ -1310,7 +1462,7 @@ class Translator:
             if not self.inline and not (isinstance(value, Dyn) and value.src == name):
                 self.emit_init(Maybe(name, f"{name} = {src(value)}"))
         lines, end, _ = self._loop_pass(s, cur, seq, loop_var, changed, carried, it)
-        self.emit_init(f"for {var} in {src(it)}:")
+        self.emit_init(f"for {var} in {self.loop_iterable(it, s.var)}:")
         self.init.extend(lines)
         for n in carried + sorted(n for n in _assigned(s.body) if n not in carried):
             self.env[n] = Dyn(self.pyname(n), deps=deps(it) | {LOCAL})
@@ -1328,7 +1480,7 @@ class Translator:
         shape = list(cur.shape)
         for i, name in shadows.items():
             shape[i] = Dyn(name, deps=deps(it) | deps(cur.shape[i]) | {LOCAL})
-        self.env[s.var] = loop_var
+        self.env.update(loop_var)
         for n in carried:
             self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL})
         assigned = set()
@@ -1366,6 +1518,76 @@ class Translator:
 
 
 @dataclass
+class FnSource:
+    """A fn written as a function of the generated module."""
+    defn: object  # ast.FnDef
+    name: str
+    params: list = field(default_factory=list)  # (Python name, default source or None), in order
+    lines: list = field(default_factory=list)  # the function's source, `def` line first
+    uses: set = field(default_factory=set)
+    calls: set = field(default_factory=set)  # id()s of the fns it calls
+    failure: Optional[str] = None  # why it cannot be written
+    used: bool = False  # called by a class of the module
+
+
+class FnTranslator(Translator):
+    """Writes a fn as a Python function: every local a Python variable, every statement one of
+    Python's. Expressions are translated as in a class, over the function's parameters."""
+
+    def __init__(self, gen, info: FnSource):
+        self.gen, self.info, self.file = gen, info, info.defn.file
+        self.inline, self.loop_deps = False, None
+        self.env, self.layers, self.pynames = {}, {}, {}
+        self.ns = Namespace()
+        self.result = ClassSource()
+
+    def write(self):
+        info, defn = self.info, self.info.defn
+        for p in defn.params:
+            self.env[p.name] = Dyn(self.pyname(p.name), deps=frozenset({LOCAL}))
+        # a trailing run of constant defaults is the signature's; the others are always passed
+        defaults = [fold(self.eval(p.default)) if p.default is not None else None for p in defn.params]
+        trailing = len(defn.params)
+        while trailing and isinstance(defaults[trailing - 1], Const) \
+                and not isinstance(defaults[trailing - 1].value, BlockRef):
+            trailing -= 1
+        info.params = [(self.pyname(p.name), literal(d.value) if i >= trailing else None)
+                       for i, (p, d) in enumerate(zip(defn.params, defaults))]
+        signature = ", ".join(n if d is None else f"{n}={d}" for n, d in info.params)
+        body = self.body(defn.body, 1)
+        info.lines = [f"def {info.name}({signature}):"] + body
+        info.uses = self.result.uses
+
+    def body(self, stmts, level) -> list:
+        pad, out = "    " * level, []
+        for s in stmts:
+            if isinstance(s, ast.Return):
+                out.append(f"{pad}return {src(self.eval(s.value))}")
+            elif isinstance(s, (ast.Assign, ast.Unpack)):
+                value = src(self.eval(s.value))
+                target, names = self.loop_target(s.target if isinstance(s, ast.Assign) else s.targets, Const(None))
+                out.append(f"{pad}{target} = {value}")
+                self.env.update(names)
+            elif isinstance(s, ast.If):
+                for i, (cond, branch) in enumerate(s.branches):
+                    out.append(f"{pad}{'if' if i == 0 else 'elif'} {src(_condition(self.eval(cond)))}:")
+                    out += self.body(branch, level + 1) or [f"{pad}    pass"]
+                if s.orelse:
+                    out += [f"{pad}else:"] + (self.body(s.orelse, level + 1) or [f"{pad}    pass"])
+            elif isinstance(s, ast.For):
+                it = fold(self.eval(s.iterable))
+                target, names = self.loop_target(s.var, it)
+                out.append(f"{pad}for {target} in {self.loop_iterable(it, s.var)}:")
+                self.env.update(names)
+                out += self.body(s.body, level + 1) or [f"{pad}    pass"]
+        return out
+
+    def fn_call(self, defn, e):
+        self.info.calls.add(id(defn))
+        return super().fn_call(defn, e)
+
+
+@dataclass
 class _Bind:
     """An unrolled loop's variable taking its next value, among the statements of the body."""
     var: str
@@ -1374,6 +1596,35 @@ class _Bind:
 
 _MISSING = object()
 _DIM_NAMES = {0: "channels", 1: "height", 2: "width"}
+
+
+def _pystr(text: str) -> str:
+    """A Python string literal of `text`."""
+    return repr(text)
+
+
+def _module_attr(name: str) -> str:
+    """How the class reads its layer `name`: `self.conv`, or `getattr(self, "block1-0")`."""
+    return f"self.{name}" if plain_layer_name(name) else f"getattr(self, {_pystr(name)})"
+
+
+def _set_module(name: str, module: str) -> str:
+    return f"self.{name} = {module}" if plain_layer_name(name) else f"self.add_module({_pystr(name)}, {module})"
+
+
+def _fstring(parts) -> str:
+    """An f-string of text and values (a layer name built in a loop: `f"block{s}_{i}"`)."""
+    out = []
+    for p in parts:
+        if isinstance(p, (str, Const)):
+            text = json.dumps(p if isinstance(p, str) else format_value(p.value))[1:-1]
+            out.append(text.replace("{", "{{").replace("}", "}}"))
+            continue
+        source = src(p)
+        if "\\" in source or '"' in source:  # not allowed inside an f-string's braces before Python 3.12
+            raise Untranslatable(deps(p), "a layer name interpolating a string with quotes or backslashes")
+        out.append("{" + source + "}")
+    return 'f"' + "".join(out) + '"'
 
 
 def _condition(v):
@@ -1424,6 +1675,8 @@ def _assigned(body) -> set:
     for s in body:
         if isinstance(s, ast.Assign):
             out.add(s.target)
+        elif isinstance(s, ast.Unpack):
+            out |= target_names(s.targets)
         elif isinstance(s, ast.If):
             for _, b in s.branches:
                 out |= _assigned(b)

@@ -16,9 +16,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .. import ast
-from ..evaluate import BlockRef
+from ..errors import SpecError
+from ..evaluate import BlockRef, Record, Scope
 from ..ir import Instance, Model
-from .classgen import RESERVED, RESULT, ClassSource, Namespace, Translator
+from .classgen import _MISSING, RESERVED, RESULT, ClassSource, FnSource, FnTranslator, Namespace, Translator
 from .values import IN, SPATIAL, Const, Dyn, Missing, Untranslatable, deps, fold, literal, src
 
 MAX_ROUNDS = 1000
@@ -57,6 +58,7 @@ class Generator:
         self.class_params: dict = {}  # id(block) -> {parameter: id()s of the blocks its instances pass}
         self.width_params: dict = {}  # id(block) -> what a caller of `out_channels` passes it
         self.functions: "OrderedDict[tuple, ClassInfo]" = OrderedDict()  # the defs' helper functions
+        self.fns: "OrderedDict[int, FnSource]" = OrderedDict()  # id(fn) -> the fn as a function
         for m in models:
             for inst in _instances(m.root):
                 names = self.fixed_names.setdefault(id(inst.block), set())
@@ -93,6 +95,7 @@ class Generator:
 
     def _translate_all(self):
         self.classes, self.order, self._inline, self.functions = OrderedDict(), [], {}, OrderedDict()
+        self.fns = OrderedDict()
         for m in self.models:
             for inst in _instances(m.root):
                 key, fixed = self._key(inst.block, inst.params, inst.input.shape)
@@ -161,6 +164,37 @@ class Generator:
 
     def constant(self, assign):
         return self.models[0].elaborator._constant(assign)
+
+    def fold_fn(self, defn, args: list):
+        """The value a fn returns for constant arguments [(name or None, value)]; `_MISSING` where it
+        fails (a branch no model takes: Python raises there if it runs)."""
+        try:
+            return self.models[0].elaborator.call_fn(defn, [(n, v, None, None) for n, v in args], defn.span,
+                                                     Scope(defn.file))
+        except SpecError:
+            return _MISSING
+
+    def fn_info(self, defn, used: bool) -> FnSource:
+        """The function a fn is written as (written once); `used`: a class calls it."""
+        if id(defn) not in self.fns:
+            info = self.fns[id(defn)] = FnSource(defn, self._names.create(defn.name))
+            try:
+                FnTranslator(self, info).write()
+            except Untranslatable as failure:
+                info.failure = failure.why
+        info = self.fns[id(defn)]
+        info.used = info.used or used
+        return info
+
+    def _written_fns(self) -> list:
+        """The fns the classes call, and the fns those call."""
+        wanted = {key for key, info in self.fns.items() if info.used}
+        grown = True
+        while grown:
+            more = set().union(*[self.fns[k].calls for k in wanted]) & set(self.fns) if wanted else set()
+            grown = bool(more - wanted)
+            wanted |= more
+        return [info for key, info in self.fns.items() if key in wanted and info.failure is None]
 
     def _concrete(self, defn, fixed, values: dict, in_shape) -> dict:
         """The values of the parameters `fixed` for a call: they must be known when the caller is written."""
@@ -235,11 +269,15 @@ class Generator:
             key, _ = self._key(m.root.block, m.root.params, m.root.input.shape)
             roots[m.name] = self.classes[key]
         written = self.order + list(self.functions.values())
-        uses = set().union(*[info.source.uses for info in written]) if written else set()
+        fns = self._written_fns()
+        uses = set().union(*[info.source.uses for info in written], *[f.uses for f in fns])
         factories = sorted(self.factory_names.values())
         body = ["__all__ = [" + ", ".join(repr(n) for n in sorted(info.name for info in self.order) + factories) + "]"]
         for helper in sorted(uses & SUPPORT.keys()):
             body += ["", ""] + SUPPORT[helper]
+        for fn in fns:
+            where = f"Fn `{fn.defn.name}` of {_short(fn.defn.span.path)}:{fn.defn.span.line}."
+            body += ["", "", fn.lines[0]] + _docstring(fn.defn.doc, where, "    ") + fn.lines[1:]
         for info in self.functions.values():
             body += ["", ""] + self._function_source(info)
         for info in self.order:
@@ -385,7 +423,8 @@ def _passes_class(block, param, v) -> bool:
 
 
 def _holds_block(v) -> bool:
-    return isinstance(v, BlockRef) or (isinstance(v, list) and any(_holds_block(i) for i in v))
+    return isinstance(v, BlockRef) or (isinstance(v, list) and any(_holds_block(i) for i in v)) or (
+        isinstance(v, Record) and any(_holds_block(i) for i in v.fields.values()))
 
 
 def _freeze(v):
@@ -393,6 +432,8 @@ def _freeze(v):
         return ("block", id(v.defn))
     if isinstance(v, dict):
         return tuple((k, _freeze(x)) for k, x in sorted(v.items()))
+    if isinstance(v, Record):
+        return ("record", tuple((k, _freeze(x)) for k, x in v.fields.items()))
     if isinstance(v, (list, tuple)):
         return ("list", tuple(_freeze(i) for i in v))
     return (type(v).__name__, v)

@@ -75,9 +75,17 @@ class TList:
     prec: int = ATOM
 
 
+@dataclass
+class RVal:
+    """A record with fields not all constant: its fields can be read, but it has no Python value."""
+    fields: dict
+
+
 def deps(v) -> frozenset:
     if isinstance(v, (Dyn, Missing)):
         return v.deps
+    if isinstance(v, RVal):
+        return frozenset().union(*[deps(i) for i in v.fields.values()]) if v.fields else frozenset()
     if isinstance(v, SList):
         return frozenset().union(*[deps(i) for i in v.items]) if v.items else frozenset()
     if isinstance(v, (TVal, TList)):
@@ -249,6 +257,8 @@ def src_prec(v):
         return (v.source or "[" + ", ".join(src(i) for i in v.items) + "]"), ATOM
     if isinstance(v, Missing):
         raise Untranslatable(v.deps, "a dimension that is known only when the tensor exists")
+    if isinstance(v, RVal):
+        raise Untranslatable(deps(v), "a record whose fields are known only at construction")
     raise Untranslatable(deps(v), f"{type(v).__name__} has no constructor-time value")
 
 
