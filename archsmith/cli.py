@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--expand", action="store_true", help="also draw the inside of each distinct block")
 
     sub.add_parser("list", help="list the bundled models")
+    sub.add_parser("primitives", help="print the table of primitives (markdown)")
 
     p = sub.add_parser("build", help="compile every bundled spec: modules, diagrams and a summary")
     p.add_argument("-o", "--output", default="build", help="output directory (default: build)")
@@ -196,4 +197,11 @@ def _build(args) -> int:
     return 0
 
 
-_COMMANDS = {"check": _check, "compile": _compile, "diagram": _diagram, "list": _list, "build": _build}
+def _primitives(args) -> int:
+    from .reference import primitive_table
+    print(primitive_table(), end="")
+    return 0
+
+
+_COMMANDS = {"check": _check, "compile": _compile, "diagram": _diagram, "list": _list, "primitives": _primitives,
+             "build": _build}

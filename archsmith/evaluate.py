@@ -97,6 +97,9 @@ def layer_hint(name: str, candidates) -> Optional[str]:
     return f"did you mean `{primitive}`?" if primitive else did_you_mean(name, candidates)
 
 
+TORCH_MODULES = ("nn", "torch", "F")  # what PyTorch code calls its layers through
+
+
 def primitive_named(name: str) -> Optional[str]:
     """The primitive a name from elsewhere means: its PyTorch class (`Conv2d`, `nn.ReLU`) or its own
     name in other capitals (`LayerNorm`); None if it means none."""
@@ -432,6 +435,12 @@ class Evaluator:
 
 
     def _eval_Attr(self, e, scope):
+        if (isinstance(e.target, ast.Name) and e.target.id in TORCH_MODULES and e.target.id not in scope.vars
+                and e.target.id not in scope.file.scope):
+            suggestion = primitive_named(e.name)
+            raise self._err(f"`{e.target.id}.{e.name}` is a PyTorch name; layers are the language's primitives",
+                            e.span, scope.file, hint=f"did you mean `{suggestion}`?" if suggestion
+                            else "docs/language.md section 9 lists the primitives")
         target = self.eval(e.target, scope)
         if isinstance(target, Record):
             if e.name not in target.fields:

@@ -121,9 +121,9 @@ def _collect(items, path, text) -> ast.SourceFile:
 # bracket it closes, and constructs of other languages (`a, b = ...`, `+=`, `else if`, `&&`) get a
 # message of their own.
 
-_EXPRESSION_STARTS = {"NUMBER", "STRING", "NAME", "LPAR", "LSQB", "MINUS", "NOT", "TRUE", "FALSE", "NONE"}
-_STATEMENT_STARTS = {"NAME", "IF", "FOR", "RETURN", "SEQ"}
-_LAYER_STARTS = {"NAME", "SEQ"}
+_EXPRESSION_STARTS = {"NUMBER", "STRING", "NAME", "LPAR", "LSQB", "LBRACE", "MINUS", "NOT", "TRUE", "FALSE", "NONE"}
+_STATEMENT_STARTS = {"NAME", "STRING", "LPAR", "IF", "FOR", "RETURN", "SEQ"}
+_LAYER_STARTS = {"NAME", "STRING", "SEQ"}
 # tokens that continue a complete expression: acceptable there, but never what is missing
 _CONTINUATIONS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COMP_OP", "AND", "OR", "IF",
                   "VBAR", "DOT", "LSQB", "FOR"}
@@ -161,9 +161,6 @@ class _Context:
         ahead = self.previous(n + 1)
         return self.previous(n) is not None and (ahead is None or ahead.type in ("_NL", "LBRACE"))
 
-    def followed_by(self, chars: str) -> bool:
-        end = getattr(self.token, "end_pos", None)
-        return end is not None and self.text.startswith(chars, end)
 
 
 def _tokens_before(text: str, token) -> list:
@@ -220,7 +217,7 @@ def _expected(ctx: _Context) -> str:
     elif "RETURN" in accepts:
         words.append("a statement")
         accepts -= _STATEMENT_STARTS
-    elif _LAYER_STARTS <= accepts:
+    elif {"NAME", "SEQ"} <= accepts:
         words.append("a layer")
         accepts -= _LAYER_STARTS
     if accepts - _CONTINUATIONS:
@@ -245,12 +242,6 @@ def _expected(ctx: _Context) -> str:
 def _foreign_syntax(ctx: _Context):
     """(message, hint, the token to point at) for what another language would accept here, or None."""
     tok, prev = ctx.token, ctx.previous()
-    if tok.type == "COMMA" and "EQUAL" in ctx.accepts and ctx.at_statement_start():
-        return ("assigning several names at once (`a, b = ...`) is not supported",
-                f"assign the list, then index it: `parts = ...` and `{prev.value} = parts[0]`", tok)
-    if (tok.type in ("PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW") and ctx.followed_by("=")
-            and "EQUAL" in ctx.accepts):
-        return (f"`{tok.value}=` is not supported", f"write `{prev.value} = {prev.value} {tok.value} ...`", tok)
     if tok.type == "IF" and prev is not None and prev.type == "ELSE":
         return "`else if` is written `elif`", "write `elif cond { ... }`", prev
     if tok.type == "VBAR" and prev is not None and prev.type == "VBAR" and prev.end_pos == tok.start_pos:
@@ -264,27 +255,10 @@ def _foreign_syntax(ctx: _Context):
                     f"move the `{word.value}` out of the block", word)
     if prev is not None and prev.type == "NAME" and prev.value == "lambda":
         return "there is no `lambda`", "a layer helper is a top-level `def`: `def name(params) = layer`", prev
-    if tok.type == "DOT" and prev is not None and prev.type == "NAME" and prev.value in ("nn", "torch", "F"):
-        from .evaluate import primitive_named
-        after = ctx.text[tok.end_pos:].split("(")[0].strip()
-        suggestion = primitive_named(after)
-        return (f"`{prev.value}.{after}` is a PyTorch name; layers are the language's primitives",
-                f"did you mean `{suggestion}`?" if suggestion else "docs/language.md section 9 lists the primitives", prev)
-    if "ELSE" in ctx.accepts and _in_comprehension(ctx):
-        return ("a list comprehension has no `if` filter",
-                "keep what you want with a loop: `for w in ws { if w > 1 { kept = kept + [w] } }`", tok)
     return None
 
 
 _DEFINITION_WORDS = {t.lower() for t in _DEFINING}
-
-
-def _in_comprehension(ctx: _Context) -> bool:
-    """Whether the error is in the `in ...` part of `[... for v in ...]`."""
-    if not ctx.open or ctx.open[-1].type != "LSQB":
-        return False
-    inside = ctx.before[ctx.before.index(ctx.open[-1]) + 1:]
-    return any(t.type == "FOR" for t in inside)
 
 
 def _syntax_error(e: UnexpectedInput, text: str, path: str) -> SpecError:

@@ -43,15 +43,17 @@ class Primitive:
     ctor: Optional[Callable] = None  # (attrs exprs, in shape) -> constructor argument source
     functional: Optional[Callable] = None  # (attrs exprs, input sources) -> expression source
     inputs: str = "one"  # "one", "many" (n-ary tensor ops) or "list" (returns a list)
+    max_inputs: Optional[int] = None  # for "many": the most operands it takes
     state: Callable = lambda a, s: {}  # (attrs, in shape) -> {state_dict key: (shape, trainable)}
     macs: Callable = lambda a, s, o: 0  # multiply-accumulates for one sample
     inferred: tuple = ()  # attrs taken from the input shape: (attr name, dimension index)
     doc: str = ""
     inplace: bool = False  # has an `inplace` argument
     elementwise: bool = False  # also applies to a block's free parameters, which have no batch dimension
-    support: Optional[str] = None  # helper code the generated file defines for it ("drop_path", "layer_norm2d")
+    support: bool = False  # its module is a class the generated file defines (DropPath), not torch's
     group: str = ""  # its section of the docs' table
     keeps_shape: bool = False  # its output has its (first) input's shape
+    rule: str = ""  # the shape rule in words, for the reference table
     method: bool = False  # written as a method of its input (`x.mean(...)`), which may need parentheses
 
     def stateful(self, attrs, in_shape) -> bool:
@@ -485,7 +487,7 @@ _SCALAR = (P("scalar", None, "hidden"), P("scalar_first", False, "hidden"), P("b
 
 def _arith(name, symbol, doc, many):
     """`+ - * /` of tensors (broadcast) or of a tensor and a number (the hidden `scalar`)."""
-    return Primitive(name, _SCALAR, _broadcast(name, binary=not many), inputs="many",
+    return Primitive(name, _SCALAR, _broadcast(name, binary=not many), inputs="many", max_inputs=None if many else 2,
                      functional=lambda e, xs: f" {symbol} ".join(xs), doc=doc, elementwise=True, group="arithmetic")
 
 
@@ -584,7 +586,7 @@ PRIMITIVES = {p.name: p for p in [
         functional=lambda e, xs: f"{_layer_norm_functional(e, [xs[0] + '.permute(0, 2, 3, 1)'])}.permute(0, 3, 1, 2)",
         state=_norm_state("normalized_shape", "elementwise_affine", lambda a: False),
         inferred=(("normalized_shape", 0),),
-        support="layer_norm2d", doc="layer norm over the channels of an image (torchvision's LayerNorm2d)",
+        support=True, doc="layer norm over the channels of an image (torchvision's LayerNorm2d)",
         group="normalization", keeps_shape=True),
     Primitive(
         "groupnorm", (P("num_groups"), P("eps", 1e-5, "float"), P("affine", True, "bool")), _groupnorm_shape,
@@ -641,7 +643,7 @@ PRIMITIVES = {p.name: p for p in [
     Primitive(
         "drop_path", (P("p", 0.0, "float"),), _dropout_shape, "DropPath",
         ctor=lambda e, s: e["p"], functional=lambda e, xs: f"drop_path({xs[0]}, {e['p']}, self.training)",
-        support="drop_path", doc="stochastic depth: drops whole samples of a residual branch",
+        support=True, doc="stochastic depth: drops whole samples of a residual branch",
         group="linear and dropout", keeps_shape=True),
     Primitive(
         "identity", (), _same, "Identity", ctor=lambda e, s: "", functional=lambda e, xs: xs[0], doc="nn.Identity",
@@ -661,9 +663,9 @@ PRIMITIVES = {p.name: p for p in [
         functional=_reshape_functional, doc="Tensor.reshape of each sample (the batch dimension stays)",
         group="reshaping", method=True),
     Primitive(
-        "permute", (P("dims", kind="ints", least=0),), _permute_shape,
-        functional=lambda e, xs: f"{xs[0]}.permute({e.splat('dims')})", doc="Tensor.permute", group="reshaping",
-        method=True),
+        "permute", (P("dims", kind="ints", least=0),), _permute_shape, "Permute", ctor=lambda e, s: e["dims"],
+        functional=lambda e, xs: f"{xs[0]}.permute({e.splat('dims')})", support=True,
+        doc="Tensor.permute (a module as torchvision's Permute)", group="reshaping", method=True),
     Primitive(
         "transpose", (P("dim0", kind="dim"), P("dim1", kind="dim")), _transpose_shape,
         functional=lambda e, xs: f"{xs[0]}.transpose({e['dim0']}, {e['dim1']})", doc="Tensor.transpose",
@@ -759,7 +761,7 @@ INITIALIZERS = {i.name: i for i in [
     Initializer("full", (P("value", kind="float"),), "torch.full(shape, value)"),
     Initializer("normal", (P("std", 1.0, "float"), P("mean", 0.0, "float")), "nn.init.normal_(t, mean, std)"),
     Initializer("trunc_normal", (P("std", 1.0, "float"), P("mean", 0.0, "float")),
-                "nn.init.trunc_normal_(t, mean, std): cut at -2 and 2, as timm's"),
+                "nn.init.trunc_normal_(t, mean, std, a=-2.0, b=2.0)"),
 ]}
 
 # the graph op of a free parameter or buffer: no inputs; its shape is its whole torch shape; its state is
@@ -771,3 +773,50 @@ PARAMETER = Primitive("parameter", (), lambda a, shapes: tuple(a["shape"]),
 def primitive_of(op: str) -> Primitive:
     """The primitive of a graph node's op."""
     return PARAMETER if op == "parameter" else PRIMITIVES[op]
+
+
+# the shape rule of each primitive, in words, for the reference table (`archsmith primitives`)
+_SAME = "same as its input"
+_RULES = {
+    "conv2d": "[C, H, W] → [out_channels, H', W']; `groups` divides both channel counts",
+    "conv1d": "[C, L] → [out_channels, L']; `groups` divides both channel counts",
+    "maxpool2d": "[C, H, W] → [C, H', W']; padding at most half the window",
+    "avgpool2d": "[C, H, W] → [C, H', W']; padding at most half the window",
+    "maxpool1d": "[C, L] → [C, L']", "avgpool1d": "[C, L] → [C, L']",
+    "adaptive_avgpool2d": "[C, H, W] → [C, *output_size]", "adaptive_maxpool2d": "[C, H, W] → [C, *output_size]",
+    "adaptive_avgpool1d": "[C, L] → [C, output_size]", "adaptive_maxpool1d": "[C, L] → [C, output_size]",
+    "batchnorm2d": "[C, H, W], same", "batchnorm1d": "[C] or [C, L], same",
+    "layernorm": "any, same; normalizes the last dimension",
+    "layernorm2d": "[C, H, W], same; normalizes the channels at each position",
+    "groupnorm": "[C, ...], same; `num_groups` divides C",
+    "instancenorm2d": "[C, H, W], same",
+    "localresponsenorm": "[C, L] or [C, H, W], same",
+    "prelu": _SAME + "; `num_parameters` is 1 or C",
+    "linear": "[..., F] → [..., out_features]",
+    "dropout": _SAME, "drop_path": _SAME, "identity": _SAME,
+    "flatten": "merges dims `start_dim` to `end_dim`",
+    "unflatten": "splits dim `dim` into `sizes` (one may be -1)",
+    "reshape": "any → `shape` (one may be -1), same number of elements per sample",
+    "permute": "reorders the dims; `dims` starts with 0, the batch",
+    "transpose": "swaps two dims", "squeeze": "removes dim `dim`, which has size 1",
+    "unsqueeze": "inserts a dim of size 1 at `dim`",
+    "channel_shuffle": "[C, ...], same; `groups` divides C",
+    "pixel_shuffle": "[C, H, W] → [C / r², H·r, W·r]",
+    "pixel_unshuffle": "[C, H, W] → [C·r², H / r, W / r]",
+    "upsample": "[C, H, W] or [C, L] → `size`, or the sizes times `scale_factor` (one of the two)",
+    "pad": "adds `[left, right]` pairs to the last dims, the last dim first",
+    "add": "operands broadcast as in torch", "sub": "operands broadcast as in torch",
+    "mul": "operands broadcast as in torch", "div": "operands broadcast as in torch",
+    "neg": _SAME, "pow": _SAME, "sqrt": _SAME, "rsqrt": _SAME, "exp": _SAME, "log": _SAME, "abs": _SAME,
+    "mean": "drops the dims `dim` (or keeps them as 1 with `keepdim`)",
+    "sum": "drops the dims `dim` (or keeps them as 1 with `keepdim`)",
+    "amax": "drops the dims `dim` (or keeps them as 1 with `keepdim`)",
+    "softmax": _SAME, "log_softmax": _SAME,
+    "concat": "sizes along `dim` add up; the other dims match",
+    "stack": "equal shapes; a new dim of the operands' count at `dim`",
+    "split": "a list: `sizes` along `dim`, adding up to its size",
+    "chunk": "a list of `chunks` equal parts along `dim`",
+    "slice": "[C, ...] → [stop - start, ...]",
+}
+for _name, _prim in PRIMITIVES.items():
+    _prim.rule = _RULES.get(_name) or (_SAME if _prim.group == "activations" else "")

@@ -55,6 +55,13 @@ def test_list_names_the_bundled_models():
     assert len(names) == 13
 
 
+def test_primitives_prints_the_reference_table():
+    from archsmith.reference import primitive_table
+    result = run("primitives")
+    assert result.returncode == 0
+    assert result.stdout == primitive_table()
+
+
 def test_unknown_model_gets_a_hint():
     result = run("compile", "resnet51")
     assert result.returncode == 1

@@ -95,3 +95,11 @@ def test_generated_code_on_the_page_is_real_output(index, tmp_path):
             continue
         assert line in source[position:], f"not in the generated source (after line {position}): {line!r}"
         position = source.index(line, position) + 1
+
+
+def test_the_primitive_tables_are_the_primitives():
+    from archsmith.primitives import PRIMITIVES
+    from archsmith.reference import primitive_table
+    assert primitive_table() in DOC
+    assert all(prim.rule for prim in PRIMITIVES.values())
+    assert all(f"| `{name}` |" in DOC for name in PRIMITIVES)

@@ -46,3 +46,17 @@ def test_mobilenet_v2_class_at_other_widths_equals_torchvision(width_mult):
 def test_densenet_class_at_other_arguments_equals_torchvision(kwargs):
     assert_equal_with_its_weights(generated("densenet.arch")["DenseNet"](num_classes=10, **kwargs),
                                   torchvision.models.DenseNet(num_classes=10, **kwargs))
+
+
+@pytest.mark.parametrize("dim, layer_scale", [(16, 1e-6), (8, 0.5), (24, 1.0)])
+def test_convnext_block_equals_torchvision_cnblock(dim, layer_scale):
+    from torchvision.models.convnext import CNBlock
+    ours = generated("convnext_block.arch")["CNBlock"](dim, layer_scale, 0.1).eval()
+    ref = CNBlock(dim, layer_scale, 0.1).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    with torch.no_grad():
+        for t in ref.state_dict().values():
+            t.copy_(torch.randn(t.shape))
+        ours.load_state_dict(ref.state_dict())
+        x = torch.randn(2, dim, 14, 14)
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)

@@ -32,7 +32,7 @@ from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, RVal, 
 
 # Names the generated module defines or imports; no spec name may take them.
 MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
-                "LayerNorm2d", "Optional"}
+                "LayerNorm2d", "Permute", "Optional"}
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | MODULE_NAMES
 LOCAL = "@local"  # dependency on a variable of the function being written (a loop variable, say)
 
@@ -88,7 +88,7 @@ class ClassSource:
     params: list = field(default_factory=list)  # Signature, in order
     init: list = field(default_factory=list)  # lines of __init__ after super().__init__()
     forward: list = field(default_factory=list)
-    uses: set = field(default_factory=set)  # module-level helpers used: "math", "drop_path", "OrderedDict"
+    uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional"
     returns: str = "nn.Module"  # a helper function's return annotation
 
 
@@ -1076,8 +1076,6 @@ class Translator:
             attrs["batched"] = Const(batched)
         attrs = with_inferred(prim, attrs, tensors[0].shape)
         shape = sym_shape(prim, attrs, [t.shape for t in tensors])
-        if prim.support:
-            self.result.uses.add(prim.support)
         if prim.name in _OPERATORS:
             return TVal(shape, *self.operator_source(prim, tensors, attrs), batched=any(batched))
         sources = [wrap(t.fwd, t.prec, ATOM) if prim.method else t.fwd for t in tensors]
@@ -1377,8 +1375,6 @@ class Translator:
         shape = sym_shape(prim, attrs, [x.shape])
         module = ""
         if not self.inline:
-            if prim.support:
-                self.result.uses.add(prim.support)
             module = f"{prim.module_class}({prim.ctor(_Args(self, prim, attrs), x.shape)})"
         if name == RESULT:
             self.result.returns = prim.module_class

@@ -12,6 +12,7 @@ which arguments; the models' factories pass the models' arguments."""
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -272,16 +273,19 @@ class Generator:
         fns = self._written_fns()
         uses = set().union(*[info.source.uses for info in written], *[f.uses for f in fns])
         factories = sorted(self.factory_names.values())
-        body = ["__all__ = [" + ", ".join(repr(n) for n in sorted(info.name for info in self.order) + factories) + "]"]
-        for helper in sorted(uses & SUPPORT.keys()):
-            body += ["", ""] + SUPPORT[helper]
+        code = []
         for fn in fns:
             where = f"Fn `{fn.defn.name}` of {_short(fn.defn.span.path)}:{fn.defn.span.line}."
-            body += ["", "", fn.lines[0]] + _docstring(fn.defn.doc, where, "    ") + fn.lines[1:]
+            code += ["", "", fn.lines[0]] + _docstring(fn.defn.doc, where, "    ") + fn.lines[1:]
         for info in self.functions.values():
-            body += ["", ""] + self._function_source(info)
+            code += ["", ""] + self._function_source(info)
         for info in self.order:
-            body += ["", ""] + self._class_source(info)
+            code += ["", ""] + self._class_source(info)
+        body = ["__all__ = [" + ", ".join(repr(n) for n in sorted(info.name for info in self.order) + factories) + "]"]
+        for names, lines in SUPPORT:  # the helpers the code calls
+            if any(re.search(rf"\b{name}\(", line) for line in code for name in names):
+                body += ["", ""] + lines
+        body += code
         for m in self.models:
             info = roots[m.name]
             where = f"`{m.name}` of {_short(m.definition.span.path)}:{m.definition.span.line}, " \
@@ -511,8 +515,20 @@ _LAYER_NORM_2D = [
     "        return x.permute(0, 3, 1, 2)",
 ]
 
-# helper code of the generated file, by the name a primitive's `support` gives
-SUPPORT = {"drop_path": _DROP_PATH, "layer_norm2d": _LAYER_NORM_2D}
+_PERMUTE = [
+    "class Permute(nn.Module):",
+    '    """Tensor.permute as a module, for a sequence of layers (torchvision\'s Permute)."""',
+    "",
+    "    def __init__(self, dims: list[int]) -> None:",
+    "        super().__init__()",
+    "        self.dims = dims",
+    "",
+    "    def forward(self, x: Tensor) -> Tensor:",
+    "        return torch.permute(x, self.dims)",
+]
+
+# helper code of the generated file: (the names it defines, its lines)
+SUPPORT = [(("drop_path", "DropPath"), _DROP_PATH), (("LayerNorm2d",), _LAYER_NORM_2D), (("Permute",), _PERMUTE)]
 
 
 def generate(models: list) -> str:
