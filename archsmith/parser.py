@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
@@ -253,6 +254,12 @@ def _foreign_syntax(ctx: _Context):
                 and ctx.at_statement_start(n) and all(t.type == "NAME" for t in ctx.before[len(ctx.before) - n:])):
             return (f"`{word.value}` starts a definition at the top level of a file, not inside a block",
                     f"move the `{word.value}` out of the block", word)
+    before = ctx.previous(2)
+    if (tok.type == "MINUS" and prev is not None and prev.type == "NAME" and before is not None
+            and before.type == "VBAR"):  # `x | block1-0: ...`
+        name = re.match(r"[\w-]*", ctx.text[prev.start_pos:]).group(0)
+        return ("a layer name with `-` is written in double quotes",
+                f'write `"{name}": ...`', tok)
     if prev is not None and prev.type == "NAME" and prev.value == "lambda":
         return "there is no `lambda`", "a layer helper is a top-level `def`: `def name(params) = layer`", prev
     return None

@@ -178,3 +178,21 @@ model net = Net() input [8, 8, 8]
     assert "    def __init__(self, in_channels: int, out: int) -> None:" in source
     assert "torch.chunk(x, 2, dim=1)" in source
     assert "self.c1 = nn.Conv2d(in_channels // 2, in_channels // 2, kernel_size=3, padding=1)" in source
+
+
+def test_a_size_of_the_input_is_read_in_forward_so_the_class_runs_at_other_resolutions():
+    import torch
+    from pathlib import Path
+    from archsmith.compiler import elaborate_models
+    from graph_reference import run_graph
+    path = Path(__file__).resolve().parent / "fixtures" / "classes" / "vocabulary.arch"
+    source = archsmith.compile(str(path))
+    assert "x_height = x.shape[2]" in source and "t.unflatten(2, (x_height, x_width))" in source
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    module = namespace["Mixer"](8).eval()
+    spec = path.read_text().replace("model net = Net() input [3, 8, 8]", "model mixer = Mixer() input [8, 6, 10]")
+    (model,) = elaborate_models(spec)
+    x = torch.randn(2, 8, 6, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), run_graph(model.graph, module, x))

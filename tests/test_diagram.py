@@ -34,3 +34,11 @@ def test_expand_draws_each_distinct_block_once():
     assert "Residual (as blocks.0)" in source
     assert "label=<+>" in source and "shape=circle" in source
     assert "(as " not in dot(str(EXAMPLES / "tiny_resnet.arch"))
+
+
+def test_free_parameters_and_the_newer_ops_are_drawn():
+    (model,) = elaborate_models(str(Path(__file__).resolve().parent / "fixtures" / "classes" / "vocabulary.arch"))
+    dot = diagram(model, expand=True).source
+    assert "<B>gamma</B><BR/>param [8, 1, 1]" in dot
+    assert "conv 3x3, 8, /2<BR/>layernorm2d" in dot  # a norm after a conv is drawn in its node
+    assert "\u2212" in dot and "\u00f7" in dot  # sub and div as symbols

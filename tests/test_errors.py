@@ -544,6 +544,8 @@ SYNTAX = [Syntax(*case) for case in [
     ("unclosed-seq", block("x = x | s: seq { relu()") + "model m = Net() input [1]\n", 4, 1,
      "expected a statement or `}` to close the `{` on line 1, found `model`", "is a `}` missing before this line?"),
     # constructs of other languages
+    ("unquoted-name-with-dash", block("x = x | block1-0: conv2d(8, 3)"), 2, 19,
+     "a layer name with `-` is written in double quotes", '`"block1-0": ...`'),
     ("else-if", block("if true { v = 1 } else if false { v = 2 }"), 2, 23, "`else if` is written `elif`", None),
     ("double-bar", block("v = true || false"), 2, 14, "`||` is written `or`", None),
     ("double-ampersand", block("v = true && false"), 2, 14, "unexpected character `&`", "`&&` is written `and`"),

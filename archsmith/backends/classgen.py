@@ -163,6 +163,7 @@ class Translator:
         self.ii = self.fi = 0  # indentation of the next init / forward line
         self.layers: dict = {}  # declared layer name -> (prim, attrs) for a primitive, else (None, None)
         self.ns = Namespace()
+        self.sizes = {}  # forward variables holding sizes of tensors: see forward_size
         self.fns = Namespace({"x"})
         self.pynames: dict = {}  # spec name -> Python name in __init__
         self.fnames: dict = {"x": "x"}  # spec name -> Python name in forward
@@ -802,8 +803,10 @@ class Translator:
         return f"self.{self.stored[key]}"
 
     def fsrc(self, v, hint: str) -> str:
-        """Forward source of a value known at construction."""
+        """Forward source of a value known at construction (or of a size forward computes)."""
         v = fold(v)
+        if isinstance(v, Missing) and v.fwd is not None:
+            return v.fwd
         if isinstance(v, SList):
             return "[" + ", ".join(self.fsrc(i, hint) for i in v.items) + "]"
         return self.store(v, hint)
@@ -988,9 +991,22 @@ class Translator:
         if not isinstance(target, TVal):
             raise Untranslatable(deps(target), "an attribute of a value that is not a tensor")
         if e.name == "shape":
-            return fold(SList(list(target.shape)))
-        index = {"channels": 0, "height": 1, "width": 2}[e.name]
-        return target.shape[index]
+            return fold(SList([self.forward_size(target, i) for i in range(len(target.shape))]))
+        return self.forward_size(target, {"channels": 0, "height": 1, "width": 2}[e.name])
+
+    def forward_size(self, t: TVal, i: int):
+        """Dimension i of tensor t; one known only when t exists is read from it in forward, into a
+        variable written where the spec reads it (`x_height = x.shape[2]`), kept if forward uses it."""
+        d = t.shape[i]
+        if not isinstance(d, Missing) or d.fwd is not None or self.inline or not t.fwd.isidentifier():
+            return d
+        key = (id(self.fwd), id(t), i)  # read once per tensor in a run of forward lines at one level
+        if key not in self.sizes:
+            what = ("channels", "height", "width")[i] if len(t.shape) == 3 else f"size{i + 1}"
+            name = self.ns.create(f"{t.fwd}_{what}")
+            self.emit_fwd(Maybe(name, f"{name} = {t.fwd}.shape[{i + 1}]"))
+            self.sizes[key] = (t, self.fwd, Missing(d.deps, name))
+        return self.sizes[key][2]
 
     def _e_Pipe(self, e):
         source = self.eval(e.source)

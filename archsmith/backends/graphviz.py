@@ -13,12 +13,12 @@ from graphviz import Digraph
 
 from ..ir import Instance, Layer, Model
 from ..passes import output_shape
-from ..primitives import fmt_shape
+from ..primitives import PRIMITIVES, fmt_shape
 
-# ops drawn inside the node of the layer before them
-_FOLLOWERS = {"batchnorm2d", "batchnorm1d", "relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish",
-              "hardsigmoid", "leaky_relu", "elu", "dropout", "drop_path"}
-_SYMBOLS = {"add": "+", "mul": "\u00d7"}
+# ops drawn inside the node of the layer before them: normalisations, activations, dropout
+_FOLLOWERS = {name for name, prim in PRIMITIVES.items() if prim.group in ("normalization", "activations")} | {
+    "dropout", "drop_path"}
+_SYMBOLS = {"add": "+", "sub": "\u2212", "mul": "\u00d7", "div": "\u00f7"}
 _COLORS = {"layer": "#eef3fb", "block": "#fdf1dc", "op": "#ffffff"}
 
 
@@ -86,6 +86,8 @@ class _Drawer:
             first, last = chain[0], chain[-1]
             if first.kind == "apply" and first.layer.kind == "seq":
                 entry, exit_ = self.seq(graph, first.layer)
+            elif first.kind == "param":
+                entry = exit_ = self.node(graph, self.layer_label(first.layer), "layer", shape="note")
             elif first.kind == "apply":
                 label = "<BR/>".join([self.layer_label(first.layer)] +
                                      [html.escape(_describe(s.layer) if s.layer else s.prim.name) for s in chain[1:]])
@@ -178,16 +180,18 @@ def _groups(children, class_names):
 
 def _describe(layer: Layer) -> str:
     """`conv 3x3, 64, /2`: a primitive layer as the papers' figures write it."""
+    if layer.kind == "param":
+        return f"{'buffer' if layer.attrs['buffer'] else 'param'} {fmt_shape(layer.out_shape)}"
     a, op = layer.attrs, layer.prim.name
-    if op == "conv2d":
+    if op in ("conv2d", "conv1d"):
         k = a["kernel_size"]
-        k = f"{k}x{k}" if isinstance(k, int) else "x".join(map(str, k))
+        k = f"{k}x{k}" if isinstance(k, int) and op == "conv2d" else "x".join(map(str, k)) if op == "conv2d" else k
         extra = "".join([f", /{a['stride']}" if a["stride"] != 1 else "",
                          f", groups {a['groups']}" if a["groups"] != 1 else ""])
         return f"conv {k}, {a['out_channels']}{extra}"
     if op == "linear":
         return f"fc, {a['out_features']}"
-    if op in ("maxpool2d", "avgpool2d"):
+    if op[:-2] in ("maxpool", "avgpool"):
         return f"{op[:3]} pool {a['kernel_size']}, /{a['stride'] if a['stride'] is not None else a['kernel_size']}"
     if op.startswith("adaptive"):
         return f"adaptive {op.split('_')[1][:3]} pool {fmt_shape(layer.out_shape[1:])}"

@@ -44,8 +44,11 @@ class Dyn:
 
 @dataclass(frozen=True)
 class Missing:
-    """A dimension that is not known when the class is constructed (an input's height, say)."""
+    """A dimension that is not known when the class is constructed (an input's height, say). Where
+    forward can compute it, `fwd` is its source there (`x_height * 2`)."""
     deps: frozenset
+    fwd: str = None
+    prec: int = ATOM
 
 
 @dataclass
@@ -113,6 +116,23 @@ def fold(v):
     return v
 
 
+def _missing_op(op, a, b) -> Missing:
+    """`a op b` where a size is known only in forward: its forward source, where both sides have one."""
+    sides = []
+    for v in (a, b):
+        if isinstance(v, Missing) and v.fwd is not None:
+            sides.append((v.fwd, v.prec))
+        elif isinstance(v, Const) and is_int(v.value):
+            sides.append(src_prec(v))
+        else:
+            return Missing(deps(a) | deps(b))
+    prec = PREC.get(op)
+    if prec is None:
+        return Missing(deps(a) | deps(b))
+    (x, xp), (y, yp) = sides
+    return Missing(deps(a) | deps(b), f"{wrap(x, xp, prec)} {op} {wrap(y, yp, prec + 1)}", prec)
+
+
 def wrap(src: str, prec: int, need: int) -> str:
     return f"({src})" if prec < need else src
 
@@ -121,7 +141,7 @@ def binop(op: str, a, b):
     """`a op b` for scalars and lists, folded where both are constant."""
     a, b = fold(a), fold(b)
     if isinstance(a, Missing) or isinstance(b, Missing):
-        return Missing(deps(a) | deps(b))
+        return _missing_op(op, a, b)
     if isinstance(a, Const) and isinstance(b, Const):
         try:
             return Const(_apply(op, a.value, b.value))
