@@ -306,6 +306,8 @@ class Evaluator:
         other = right if tensor_first else left
         if op == "**" and tensor_first and is_number(other):
             return self._functional("pow", [left], {"exponent": other}, span, scope)
+        if op == "@" and isinstance(left, Tensor) and isinstance(right, Tensor):
+            return self._functional("matmul", [left, right], {}, span, scope)
         if op in names and isinstance(left, Tensor) and isinstance(right, Tensor):
             return self._functional(names[op], [left, right], {}, span, scope)
         if op in names and is_number(other):
@@ -315,8 +317,8 @@ class Evaluator:
             return self._functional(names[op], [tensor], {"scalar": other, "scalar_first": not tensor_first},
                                     span, scope)
         raise self._err(f"`{op}` cannot combine {type_name(left)} and {type_name(right)}", span, scope.file,
-                        hint="tensors combine with tensors and numbers by `+`, `-`, `*` and `/`, and `t ** n` "
-                             "raises a tensor to a number")
+                        hint="tensors combine with tensors and numbers by `+`, `-`, `*` and `/`, `t ** n` "
+                             "raises a tensor to a number, and `a @ b` multiplies matrices")
 
 
     def _scalar_op(self, op, left, right, span, scope):
@@ -353,6 +355,8 @@ class Evaluator:
                 if is_number(right) and abs(right) > 64:
                     raise ValueError("the exponent is too large")
                 return left ** right
+            if op == "@":
+                raise ValueError("`@` multiplies matrices: both sides must be tensors")
             if op == "==":
                 return left == right
             if op == "!=":

@@ -126,7 +126,7 @@ _EXPRESSION_STARTS = {"NUMBER", "STRING", "NAME", "LPAR", "LSQB", "LBRACE", "MIN
 _STATEMENT_STARTS = {"NAME", "STRING", "LPAR", "IF", "FOR", "RETURN", "SEQ"}
 _LAYER_STARTS = {"NAME", "STRING", "SEQ"}
 # tokens that continue a complete expression: acceptable there, but never what is missing
-_CONTINUATIONS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "POW", "COMP_OP", "AND", "OR", "IF",
+_CONTINUATIONS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "AT", "POW", "COMP_OP", "AND", "OR", "IF",
                   "VBAR", "DOT", "LSQB", "FOR"}
 _TOKEN_WORDS = {
     "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "LPAR": "`(`", "LBRACE": "`{`", "LSQB": "`[`",

@@ -388,6 +388,19 @@ def _broadcast(op, binary=False):
     return rule
 
 
+def _matmul_shape(a, shapes):
+    """Matrix products over the last two dimensions; the dimensions before them broadcast."""
+    if len(shapes) != 2:
+        raise ShapeError(f"matmul takes two tensors, got {len(shapes)}")
+    (x, y), batched = shapes, list(a.get("batched") or [True, True])
+    for s in (x, y):
+        if len(s) < 2:
+            raise ShapeError(f"matmul needs tensors with two dimensions besides the batch, got {fmt_shape(s)}")
+    if x[-1] != y[-2]:
+        raise ShapeError(f"matmul of {fmt_shape(x)} and {fmt_shape(y)}: {x[-1]} columns against {y[-2]} rows")
+    return broadcast([x[:-2], y[:-2]], batched, "matmul") + (x[-2], y[-1])
+
+
 def _concat_shape(op, stack=False):
     def rule(a, shapes):
         first = shapes[0]
@@ -708,6 +721,9 @@ PRIMITIVES = {p.name: p for p in [
     _arith("sub", "-", "elementwise difference", many=False),
     _arith("mul", "*", "elementwise product (gating, scaling)", many=True),
     _arith("div", "/", "elementwise quotient", many=False),
+    Primitive("matmul", (P("batched", None, "hidden"),), _matmul_shape, inputs="many", max_inputs=2,
+              functional=lambda e, xs: f"{xs[0]} @ {xs[1]}", macs=lambda a, s, o: math.prod(o) * s[-1],
+              doc="torch.matmul over the last two dimensions", elementwise=True, group="arithmetic"),
     Primitive("neg", (), _same, functional=lambda e, xs: f"-{xs[0]}", doc="-x", elementwise=True,
               group="arithmetic", keeps_shape=True),
     Primitive("pow", (P("exponent", kind="number"),), _same, functional=lambda e, xs: f"{xs[0]} ** {e['exponent']}",
@@ -807,6 +823,7 @@ _RULES = {
     "pad": "adds `[left, right]` pairs to the last dims, the last dim first",
     "add": "operands broadcast as in torch", "sub": "operands broadcast as in torch",
     "mul": "operands broadcast as in torch", "div": "operands broadcast as in torch",
+    "matmul": "[..., n, k] and [..., k, m] → [..., n, m]; the leading dims broadcast",
     "neg": _SAME, "pow": _SAME, "sqrt": _SAME, "rsqrt": _SAME, "exp": _SAME, "log": _SAME, "abs": _SAME,
     "mean": "drops the dims `dim` (or keeps them as 1 with `keepdim`)",
     "sum": "drops the dims `dim` (or keeps them as 1 with `keepdim`)",

@@ -161,6 +161,8 @@ def _op(op, a, ins, w, x):
         return F.pad(ins[0], tuple(a["padding"]), value=a["value"])
     if op in ("add", "sub", "mul", "div"):
         return _arith(op, ins, a)
+    if op == "matmul":
+        return torch.matmul(*ins)
     if op == "pow":
         return torch.pow(ins[0], a["exponent"])
     if op in ("mean", "sum", "amax"):

@@ -925,6 +925,8 @@ class Translator:
         names = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
         if op == "**":
             return self.functional(PRIMITIVES["pow"], [a], {"exponent": b})
+        if op == "@":
+            return self.functional(PRIMITIVES["matmul"], [a, b], {})
         if isinstance(a, TVal) and isinstance(b, TVal):
             return self.functional(PRIMITIVES[names[op]], [a, b], {})
         tensor, scalar = (a, b) if isinstance(a, TVal) else (b, a)
@@ -1874,6 +1876,8 @@ def _symbolic(prim, attrs, shapes):
         return (s0[0],) + tuple(Missing(deps(attrs["scale_factor"]) | deps(size) | {SPATIAL}) for _ in s0[1:])
     if name in ("add", "sub", "mul", "div"):
         return _broadcast_values(shapes, attrs.get("batched"))
+    if name == "matmul":
+        return _broadcast_values([s[:-2] for s in shapes], attrs.get("batched")) + (s0[-2], shapes[1][-1])
     if name in ("mean", "sum", "amax"):
         dims = _const(attrs["dim"])
         drop = {dim_index(d, s0, name) for d in (dims if isinstance(dims, list) else [dims])}
@@ -1949,6 +1953,7 @@ def _spatial_dims(prim, attrs, shape):
 
 # primitives written as Python operators: (symbol, precedence)
 _OPERATORS = {"add": ("+", PREC["+"]), "sub": ("-", PREC["-"]), "mul": ("*", PREC["*"]), "div": ("/", PREC["/"]),
+              "matmul": ("@", PREC["*"]),
               "neg": ("-", PREC["neg"]), "pow": ("**", PREC["**"])}
 
 

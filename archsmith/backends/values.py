@@ -13,7 +13,7 @@ IN = "@in"  # dependency on the block's input channels
 SPATIAL = "@spatial"  # dependency on the block's input height and width
 INPUT = "@input"  # a size of the block's input tensor, as a caller knows it
 
-PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "neg": 7,
+PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "@": 6, "neg": 7,
         "**": 8}
 ATOM = 100
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
