@@ -523,24 +523,17 @@ def _conv(n):
         group="convolution and pooling")
 
 
-def _maxpool(n):
-    extra = (P("dilation", 1, "pair" if n == 2 else "int"), P("ceil_mode", False, "bool"))
-    names = ("stride", "padding", "dilation", "ceil_mode")
+def _pool(kind, n):
+    """maxpool{n}d (with dilation) or avgpool{n}d (with count_include_pad)."""
+    name, cls = f"{kind}pool{n}d", f"{kind.capitalize()}Pool{n}d"
+    extra = ((P("dilation", 1, "pair" if n == 2 else "int"), P("ceil_mode", False, "bool")) if kind == "max"
+             else (P("ceil_mode", False, "bool"), P("count_include_pad", True, "bool")))
+    names = ("stride", "padding") + tuple(p.name for p in extra)
     return Primitive(
-        f"maxpool{n}d", _window(n, True) + extra, _pool_shape(f"maxpool{n}d", n, True), f"MaxPool{n}d",
+        name, _window(n, True) + extra, _pool_shape(name, n, kind == "max"), cls,
         ctor=lambda e, s: ", ".join([f"kernel_size={e['kernel_size']}"] + e.kw(*names)),
-        functional=lambda e, xs: f"F.max_pool{n}d({', '.join([xs[0], e['kernel_size']] + e.kw(*names))})",
-        doc=f"nn.MaxPool{n}d", group="convolution and pooling")
-
-
-def _avgpool(n):
-    extra = (P("ceil_mode", False, "bool"), P("count_include_pad", True, "bool"))
-    names = ("stride", "padding", "ceil_mode", "count_include_pad")
-    return Primitive(
-        f"avgpool{n}d", _window(n, True) + extra, _pool_shape(f"avgpool{n}d", n, False), f"AvgPool{n}d",
-        ctor=lambda e, s: ", ".join([f"kernel_size={e['kernel_size']}"] + e.kw(*names)),
-        functional=lambda e, xs: f"F.avg_pool{n}d({', '.join([xs[0], e['kernel_size']] + e.kw(*names))})",
-        doc=f"nn.AvgPool{n}d", group="convolution and pooling")
+        functional=lambda e, xs: f"F.{kind}_pool{n}d({', '.join([xs[0], e['kernel_size']] + e.kw(*names))})",
+        doc=f"nn.{cls}", group="convolution and pooling")
 
 
 def _adaptive(kind, n):
@@ -583,7 +576,7 @@ def _layer_norm_functional(e, xs):
 
 PRIMITIVES = {p.name: p for p in [
     _conv(2), _conv(1),
-    _maxpool(2), _avgpool(2), _maxpool(1), _avgpool(1),
+    _pool("max", 2), _pool("avg", 2), _pool("max", 1), _pool("avg", 1),
     _adaptive("avg", 2), _adaptive("max", 2), _adaptive("avg", 1), _adaptive("max", 1),
     _batchnorm(2, (3,)), _batchnorm(1, (1, 2)),
     Primitive(
