@@ -103,3 +103,35 @@ def test_the_primitive_tables_are_the_primitives():
     assert primitive_table() in DOC
     assert all(prim.rule for prim in PRIMITIVES.values())
     assert all(f"| `{name}` |" in DOC for name in PRIMITIVES)
+
+
+def _shown_value(comment: str):
+    """The value a `# ...` comment shows at its start (`3`, `[1, 2]`, `"big"`), or None for prose."""
+    from archsmith.evaluate import evaluate
+    for end in sorted({m.start() for m in re.finditer(r"  | \(|;|$", comment)}):
+        try:
+            return evaluate(comment[:end])
+        except archsmith.SpecError:
+            continue
+    return None
+
+
+def test_the_values_the_page_shows_are_computed():
+    from archsmith.evaluate import Evaluator
+    from archsmith.loader import Loader
+    checked = 0
+    for example in EXAMPLES:
+        shown = re.findall(r"^([A-Z_]+) = [^#\n]*#\s*(.+)$", example, re.M)
+        if not shown:
+            continue
+        loader = Loader()
+        file = loader.load_text(example, "example.arch")
+        evaluator = Evaluator(loader)
+        constants = {c.target: c for c in file.constants}
+        for name, comment in shown:
+            value = _shown_value(comment)
+            if value is None:
+                continue
+            assert evaluator._constant(constants[name]) == value, (name, comment)
+            checked += 1
+    assert checked >= 35
