@@ -483,15 +483,19 @@ class Translator:
         return init, fwd, end, assigned
 
     def _forward_iterable(self, node, it) -> str:
-        """The loop's list in forward: `range(self.n)` for a range, else the list kept on self."""
-        if isinstance(node, ast.Call) and node.func == "range" and node.func not in self.env:
-            bounds = []
-            for a in node.args:
-                counted = a.value.args[0].value if isinstance(a.value, ast.Call) and a.value.func == "len" \
-                    and len(a.value.args) == 1 and isinstance(a.value.args[0].value, ast.Name) else None
-                bounds.append(self.fsrc(self.eval(a.value), f"num_{counted.id}" if counted else "stop"))
-            return f"range({', '.join(bounds)})"
+        """The loop's list in forward: `range(self.n)`, `enumerate(self.widths)` for the iteration
+        built-ins (over the values kept on self), else the list kept on self."""
+        if isinstance(node, ast.Call) and node.func in ("range", "enumerate", "zip") and node.func not in self.env \
+                and not any(a.name for a in node.args):
+            return f"{node.func}({', '.join(self._forward_argument(a.value) for a in node.args)})"
         return self.fsrc(it, "items")
+
+    def _forward_argument(self, e) -> str:
+        if isinstance(e, ast.Call) and e.func in ("range", "enumerate", "zip"):
+            return self._forward_iterable(e, self.eval(e))
+        counted = e.args[0].value if isinstance(e, ast.Call) and e.func == "len" and len(e.args) == 1 \
+            and isinstance(e.args[0].value, ast.Name) else None
+        return self.fsrc(self.eval(e), f"num_{counted.id}" if counted else "stop")
 
     def items_of(self, v):
         v = fold(v)
