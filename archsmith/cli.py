@@ -86,6 +86,7 @@ def _value(text: str):
 
 def _check(args) -> int:
     from .compiler import Library, check
+    from .evaluate import spec_literal
     from .passes import parameter_count
     checked = check(args.spec, args.model, _shape(args.input), **_params(args.set))
     if isinstance(checked, Library):
@@ -96,14 +97,9 @@ def _check(args) -> int:
               f"{parameter_count(m.graph):,} parameters")
         if args.show_params:
             for inst in _instances(m.root):
-                params = ", ".join(f"{k}={_spec_value(v)}" for k, v in inst.params.items())
+                params = ", ".join(f"{k}={spec_literal(v)}" for k, v in inst.params.items())
                 print(f"  {inst.path or '(root)'}: {inst.block.name}({params})")
     return 0
-
-
-def _spec_value(v) -> str:
-    from .evaluate import format_value
-    return f'"{v}"' if isinstance(v, str) else format_value(v)
 
 
 def _instances(inst):

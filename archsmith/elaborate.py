@@ -11,7 +11,7 @@ import networkx as nx
 
 from . import ast
 from .errors import did_you_mean
-from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor,
+from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor, spec_literal,
                        is_int, layer_hint, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
 from .primitives import INITIALIZERS, PRIMITIVES, REQUIRED, ShapeError, fmt_shape
@@ -91,6 +91,10 @@ class Elaborator(Evaluator):
         args = self._eval_args(model.args, scope)
         names = [p.name for p in defn.params]
         for name, value in overrides.items():
+            if name not in names:  # a mistake of the command line or the call, not of the file
+                raise self._err(f"the override `{name}={spec_literal(value)}` names no parameter of `{defn.name}`",
+                                None, hint=did_you_mean(name, names) or f"its parameters: {', '.join(names)}",
+                                notes=[(f"`{defn.name}` is defined here", defn.span)])
             given = [i for i, a in enumerate(args)
                      if a[0] == name or (a[0] is None and i < len(names) and names[i] == name)]
             if given:  # an override replaces what the model line passes
@@ -183,6 +187,7 @@ class Elaborator(Evaluator):
                 raise self._err(f"`{fname}` is a layer already declared here; apply it again with `| {fname}`",
                                 call.span, scope.file, notes=[("declared here", declared.span)])
         target = None
+        # a variable that is not a block does not hide a layer of its name: VGG's `dropout(dropout)`
         shadowed = fname in scope.vars and not isinstance(scope.vars[fname], BlockRef)
         if fname in scope.vars and not shadowed:
             target = scope.vars[fname].defn

@@ -105,21 +105,29 @@ def primitive_named(name: str) -> Optional[str]:
     name in other capitals (`LayerNorm`); None if it means none."""
     name = name.rpartition(".")[2].lower()
     for prim in PRIMITIVES.values():
-        if name in (prim.name.lower(), (prim.torch_class or "").lower()):
+        if name in (prim.name.lower(), (prim.torch_class or "").lower(), *(a.lower() for a in prim.aliases)):
             return prim.name
     return None
 
 
 def format_value(v):
+    """A value as `str` writes it: a string as itself, anything else as the .arch literal for it."""
+    return v if isinstance(v, str) else spec_literal(v)
+
+
+def spec_literal(v) -> str:
+    """The .arch source of a value: `true`, `none`, `"s"`, `[1, 2]`, `{out: 64}`, a block's name."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(spec_literal(i) for i in v) + "]"
     if isinstance(v, Record):
-        return "{" + ", ".join(f"{k}: {_quoted(i)}" for k, i in v.fields.items()) + "}"
+        return "{" + ", ".join(f"{k}: {spec_literal(i)}" for k, i in v.fields.items()) + "}"
     return str(v)
-
-
-def _quoted(v):
-    return f'"{v}"' if isinstance(v, str) else format_value(v)
 
 
 def type_name(v) -> str:

@@ -153,6 +153,11 @@ class _Context:
         self.open = _open_brackets(self.before)
         self.text = text
 
+    def statement(self) -> list:
+        """The tokens of the statement the error is in, up to the error."""
+        start = max((i + 1 for i, t in enumerate(self.before) if t.type in ("_NL", "LBRACE")), default=0)
+        return self.before[start:]
+
     def previous(self, n=1):
         """The n-th token before the error, or None."""
         return self.before[-n] if len(self.before) >= n else None
@@ -255,6 +260,16 @@ def _foreign_syntax(ctx: _Context):
             return (f"`{word.value}` starts a definition at the top level of a file, not inside a block",
                     f"move the `{word.value}` out of the block", word)
     before = ctx.previous(2)
+    if tok.type == "NAME" and tok.value == "is" and prev is not None:  # `if o is not none`
+        return "`is` is not an operator here", "compare with `==` or `!=`, as in `v != none`", tok
+    if tok.type == "LPAR" and prev is not None and prev.type == "NAME" and before is not None and before.type == "DOT":
+        return (f"`.{prev.value}(...)` calls a method; the language has functions, which take the value first",
+                f"write `{prev.value}(value, ...)`, as in `mean(x, [2, 3])`", prev)
+    statement = ctx.statement()
+    if len(statement) >= 2 and statement[0].value in ("param", "buffer") and statement[1].type == "NAME" \
+            and tok.type in _CONTINUATIONS:
+        return (f"a `{statement[0].value}` is made by one initializer call",
+                "to scale it, give the value to the initializer: `full([dim, 1, 1], scale)`", tok)
     if (tok.type == "MINUS" and prev is not None and prev.type == "NAME" and before is not None
             and before.type == "VBAR"):  # `x | block1-0: ...`
         name = re.match(r"[\w-]*", ctx.text[prev.start_pos:]).group(0)

@@ -54,6 +54,7 @@ class Primitive:
     group: str = ""  # its section of the docs' table
     keeps_shape: bool = False  # its output has its (first) input's shape
     rule: str = ""  # the shape rule in words, for the reference table
+    aliases: tuple = ()  # what torch or timm call it besides torch_class, for "did you mean" hints
     method: bool = False  # written as a method of its input (`x.mean(...)`), which may need parentheses
 
     def stateful(self, attrs, in_shape) -> bool:
@@ -650,6 +651,7 @@ PRIMITIVES = {p.name: p for p in [
         "drop_path", (P("p", 0.0, "float"),), _dropout_shape, "DropPath",
         ctor=lambda e, s: e["p"], functional=lambda e, xs: f"drop_path({xs[0]}, {e['p']}, self.training)",
         support=True, doc="stochastic depth: drops whole samples of a residual branch",
+        aliases=("StochasticDepth", "stochastic_depth"),
         group="linear and dropout", keeps_shape=True),
     Primitive(
         "identity", (), _same, "Identity", ctor=lambda e, s: "", functional=lambda e, xs: xs[0], doc="nn.Identity",
@@ -705,7 +707,7 @@ PRIMITIVES = {p.name: p for p in [
         _upsample_shape, "Upsample",
         ctor=lambda e, s: ", ".join(e.kw("size", "scale_factor", "mode", "align_corners")),
         functional=lambda e, xs: f"F.interpolate({', '.join([xs[0]] + e.kw('size', 'scale_factor', 'mode', 'align_corners'))})",
-        doc="nn.Upsample (F.interpolate)", group="reshaping"),
+        doc="nn.Upsample (F.interpolate)", group="reshaping", aliases=("interpolate",)),
     Primitive(
         "pad", (P("padding", kind="ints", least=-(2 ** 31)), P("value", 0.0, "float")), _pad_shape,
         functional=lambda e, xs: f"F.pad({', '.join([xs[0], e.tuple('padding')] + e.kw('value'))})", doc="F.pad",
@@ -738,7 +740,7 @@ PRIMITIVES = {p.name: p for p in [
         functional=lambda e, xs: f"torch.log_softmax({xs[0]}, dim={e['dim']})", doc="torch.log_softmax",
         group="arithmetic", keeps_shape=True),
     Primitive("concat", (P("dim", 1, "dim"),), _concat_shape("concat"), inputs="many",
-              functional=lambda e, xs: f"torch.cat([{', '.join(xs)}], {e['dim']})", doc="torch.cat",
+              functional=lambda e, xs: f"torch.cat([{', '.join(xs)}], {e['dim']})", doc="torch.cat", aliases=("cat",),
               group="joining and splitting"),
     Primitive("stack", (P("dim", 1, "dim"),), _concat_shape("stack", stack=True), inputs="many",
               functional=lambda e, xs: f"torch.stack([{', '.join(xs)}], {e['dim']})",

@@ -17,7 +17,7 @@ from torch import nn
 import archsmith
 from archsmith.backends.pytorch import emit
 from archsmith.compiler import elaborate_models
-from archsmith.evaluate import BlockRef
+from archsmith.evaluate import BlockRef, Record
 
 from graph_reference import expected_state, run_graph
 import test_constructs as constructs
@@ -76,6 +76,17 @@ def cases(name: str):
     return out
 
 
+def _python(v, namespace, gen):
+    """The constructor argument for a spec value: a block's class, a record's dict."""
+    if isinstance(v, BlockRef):
+        return namespace[gen.class_name(v.defn)]
+    if isinstance(v, Record):
+        return {k: _python(i, namespace, gen) for k, i in v.fields.items()}
+    if isinstance(v, list):
+        return [_python(i, namespace, gen) for i in v]
+    return v
+
+
 def _ids(case):
     return f"{case[0]}.{case[1]}={case[2]!r}"[:80]
 
@@ -115,7 +126,7 @@ def test_class_equals_the_block_elaborated_at_other_arguments(source, cls, param
     kwargs = {}
     for sig in info.source.params:
         v = channels if sig.spec == "" else params[sig.spec]
-        kwargs[sig.name] = namespace[gen.class_name(v.defn)] if isinstance(v, BlockRef) else v  # a block: its class
+        kwargs[sig.name] = _python(v, namespace, gen)
     torch.manual_seed(0)
     module = namespace[cls](**kwargs)
     with torch.no_grad():

@@ -470,6 +470,12 @@ CASES = [
               MODEL),
          2, 46, "`linear` takes at most 2 arguments, got 3",
          hint="`linear` takes, in order: out_features, bias (`in_features` is inferred from its input)"),
+    Case("torchvision-name-of-a-primitive",
+         spec("block Net() {",
+              "    return x | stochastic_depth(0.1)",
+              "}",
+              MODEL),
+         2, 16, "unknown layer `stochastic_depth`", hint="did you mean `drop_path`?"),
     Case("torch-class",
          spec("block Net() {",
               "    return x | c: nn.Conv2d(8, 3)",
@@ -544,6 +550,12 @@ SYNTAX = [Syntax(*case) for case in [
     ("unclosed-seq", block("x = x | s: seq { relu()") + "model m = Net() input [1]\n", 4, 1,
      "expected a statement or `}` to close the `{` on line 1, found `model`", "is a `}` missing before this line?"),
     # constructs of other languages
+    ("is-not", block("if x.channels is not none { x = x }"), 2, 19, "`is` is not an operator here",
+     "compare with `==` or `!=`"),
+    ("method-call", block("return x.mean([2, 3])"), 2, 14,
+     "`.mean(...)` calls a method; the language has functions, which take the value first", "`mean(x, [2, 3])`"),
+    ("scaled-param", block("param g = ones([x.channels, 1, 1]) * 2"), 2, 40, "a `param` is made by one initializer call",
+     "`full([dim, 1, 1], scale)`"),
     ("unquoted-name-with-dash", block("x = x | block1-0: conv2d(8, 3)"), 2, 19,
      "a layer name with `-` is written in double quotes", '`"block1-0": ...`'),
     ("else-if", block("if true { v = 1 } else if false { v = 2 }"), 2, 23, "`else if` is written `elif`", None),
@@ -663,14 +675,15 @@ WIDTH_NET = spec("block Net(width = 8) {",
                  MODEL)
 
 
-def test_unknown_override_is_reported_at_the_model():
+def test_unknown_override_is_the_callers_mistake_not_a_line_of_the_file():
     text = WIDTH_NET
     with pytest.raises(SpecError) as info:
         archsmith.compile(text, widht=16)
     err = info.value
-    assert "`Net` has no parameter `widht`" in err.message
+    assert err.message == "the override `widht=16` names no parameter of `Net`"
     assert err.hint == "did you mean `width`?"
-    assert (err.line, err.column) == (5, 1)
+    assert err.line is None
+    assert "note: `Net` is defined here" in str(err)
 
 
 def test_bad_override_type_is_reported_at_the_primitive():

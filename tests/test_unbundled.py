@@ -60,3 +60,21 @@ def test_convnext_block_equals_torchvision_cnblock(dim, layer_scale):
         ours.load_state_dict(ref.state_dict())
         x = torch.randn(2, dim, 14, 14)
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("setting", [
+    [(96, 192, 3), (192, 384, 3), (384, 768, 9), (768, None, 3)],  # convnext_tiny
+    [(32, 64, 1), (64, None, 2)],
+])
+def test_convnext_with_a_stage_table_of_records_equals_torchvision(setting):
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+    table = [{"input_channels": i, "out_channels": o, "num_layers": n} for i, o, n in setting]
+    ours = generated("convnext.arch")["ConvNeXt"](table, stochastic_depth_prob=0.1, num_classes=10).eval()
+    ref = ConvNeXt([CNBlockConfig(i, o, n) for i, o, n in setting], stochastic_depth_prob=0.1, num_classes=10).eval()
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    with torch.no_grad():
+        for t in ref.state_dict().values():
+            t.copy_(torch.randn(t.shape) * 0.1)
+        ours.load_state_dict(ref.state_dict())
+        x = torch.randn(1, 3, 64, 64)
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-4)

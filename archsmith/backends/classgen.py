@@ -137,10 +137,12 @@ class _Add:
     pad: str = ""
 
     def render(self) -> str:
+        # the module was laid out as an item of a literal nn.Sequential, one level deeper than here
+        module = self.module.replace("\n    ", "\n")
         if self.seq.named:
             name = self.name if self.name is not None else f"str(len({self.seq.var}))"
-            return f"{self.pad}{self.seq.var}.add_module({name}, {self.module})"
-        return f"{self.pad}{self.seq.var}.append({self.module})"
+            return f"{self.pad}{self.seq.var}.add_module({name}, {module})"
+        return f"{self.pad}{self.seq.var}.append({module})"
 
 
 class Translator:
@@ -994,6 +996,8 @@ class Translator:
             return Const(target.value.fields[e.name])
         if isinstance(target, RVal):
             return target.fields[e.name]
+        if isinstance(target, Dyn) and not target.classes:  # a record known at construction: a dict
+            return Dyn(f"{wrap(target.src, target.prec, ATOM)}[{e.name!r}]", ATOM, target.deps)
         if not isinstance(target, TVal):
             raise Untranslatable(deps(target), "an attribute of a value that is not a tensor")
         if e.name == "shape":

@@ -457,6 +457,9 @@ def _suffix(info: ClassInfo, infos: list) -> str:
             parts.append("At" + "x".join(map(str, value)))
         else:
             shown = "".join(c if c.isalnum() else "_" for c in str(value)).strip("_")
+            if len(shown) > 12:  # a list or record: its place among the block's values, not its text
+                values = list(dict.fromkeys(_freeze(other.fixed.get(name)) for other in infos))
+                shown = str(values.index(_freeze(value)) + 1)
             parts.append(name[:1].upper() + name[1:] + shown)
     return "".join(parts)
 
