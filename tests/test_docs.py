@@ -135,3 +135,8 @@ def test_the_values_the_page_shows_are_computed():
             assert evaluator._constant(constants[name]) == value, (name, comment)
             checked += 1
     assert checked >= 35
+
+
+def test_the_readme_counts_the_primitives():
+    from archsmith.primitives import PRIMITIVES
+    assert f"from {len(PRIMITIVES)} primitives" in README
