@@ -196,3 +196,20 @@ def test_a_size_of_the_input_is_read_in_forward_so_the_class_runs_at_other_resol
     x = torch.randn(2, 8, 6, 10)
     with torch.no_grad():
         torch.testing.assert_close(module(x), run_graph(model.graph, module, x))
+
+
+def test_a_class_refuses_a_width_its_spec_refuses_where_torch_would_not():
+    import pytest
+    source = archsmith.compile("""
+block Half() {
+    a, b = chunk(x, 2)
+    return concat(a, b | c: conv2d(4, 1))
+}
+model half = Half() input [6, 8, 8]
+""")
+    assert "if in_channels % 2:" in source
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    namespace["Half"](8)
+    with pytest.raises(ValueError, match="in_channels must be divisible by 2"):
+        namespace["Half"](5)  # torch.chunk would round up and the conv would be built for the wrong width

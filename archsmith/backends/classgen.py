@@ -1102,6 +1102,9 @@ class Translator:
             attrs["batched"] = Const(batched)
         attrs = with_inferred(prim, attrs, tensors[0].shape)
         shape = sym_shape(prim, attrs, [t.shape for t in tensors])
+        if prim.name == "chunk":
+            self.require_divisible(tensors[0].shape[dim_index(attrs["dim"].value, tensors[0].shape, "chunk")],
+                                   attrs["chunks"], "chunk")
         if prim.name in _OPERATORS:
             return TVal(shape, *self.operator_source(prim, tensors, attrs), batched=any(batched))
         sources = [wrap(t.fwd, t.prec, ATOM) if prim.method else t.fwd for t in tensors]
@@ -1109,6 +1112,16 @@ class Translator:
         if prim.inputs == "list":
             return TTuple(shape, source)
         return TVal(shape, source, batched=any(batched))
+
+    def require_divisible(self, size, parts, op: str):
+        """A check in __init__ that `parts` divides `size`, where the spec's shape rule requires it and
+        torch would not (torch.chunk rounds up): the class refuses what the spec refuses."""
+        size, parts = fold(size), fold(parts)
+        if isinstance(size, Const) and isinstance(parts, Const) or isinstance(size, Missing):
+            return
+        message = f"{src(size)} must be divisible by {src(parts)}: the spec's {op} splits it into {src(parts)} parts"
+        self.emit_init(f"if {wrap(*src_prec(size), PREC['%'])} % {wrap(*src_prec(parts), PREC['%'] + 1)}:")
+        self.emit_init(f"    raise ValueError({message!r})")
 
     def operator_source(self, prim, tensors, attrs):
         """(source, precedence) of `a + b`, `x * 0.5`, `1 - x`, `-x`, `x ** 2`, with the least parentheses."""
