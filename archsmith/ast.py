@@ -194,6 +194,13 @@ class Return:
 
 
 @dataclass
+class Fail:
+    """`error("depth {depth} is not 6n + 4")`: the spec refuses the values that reach it."""
+    parts: list  # strings and the expressions interpolated between them, as in a LayerName
+    span: Span
+
+
+@dataclass
 class If:
     branches: list  # [(cond, body)], the first is `if`, the rest `elif`
     orelse: Optional[list]

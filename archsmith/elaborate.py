@@ -388,6 +388,8 @@ class Elaborator(Evaluator):
                     x = self._run_seq_body(s.body, x, scope, seq)
             elif isinstance(s, ast.If):
                 x = self._run_seq_body(self._branch(s, scope), x, scope, seq)
+            elif isinstance(s, ast.Fail):
+                raise self.refusal(s, scope)
             else:
                 raise self._err("a `seq` holds layers, loops and conditions; `return` is not allowed", s.span,
                                 scope.file)
@@ -535,6 +537,8 @@ class Elaborator(Evaluator):
                         return result
             elif isinstance(s, ast.ParamDecl):
                 scope.vars[s.name] = self._declare_parameter(s, scope)
+            elif isinstance(s, ast.Fail):
+                raise self.refusal(s, scope)
             elif isinstance(s, ast.LayerStmt):
                 raise self._err("a layer on its own line has no input here", s.span, scope.file,
                                 hint="apply it to a tensor: `x = x | name: ...`, or put it in a `seq { ... }`")

@@ -532,6 +532,11 @@ class Evaluator:
         return self.call_fn(defn, args, e.span, scope)
 
 
+    def refusal(self, s: "ast.Fail", scope) -> SpecError:
+        """The error an `error(message)` statement reached raises: the spec's message, located."""
+        message = "".join(p if isinstance(p, str) else format_value(self.eval(p, scope)) for p in s.parts)
+        return self._err(message, s.span, scope.file)
+
     def call_fn(self, defn, args, span, caller: Scope):
         """The value a fn returns for evaluated args [(name|None, value, span, expr)]."""
         if self.call_depth >= MAX_CALL_DEPTH:
@@ -561,6 +566,8 @@ class Evaluator:
                 self._assign(s, scope)
             elif isinstance(s, ast.If):
                 result = self._run_fn_body(self._branch(s, scope), scope)
+            elif isinstance(s, ast.Fail):
+                raise self.refusal(s, scope)
             elif isinstance(s, ast.For):
                 for v in self._iterable(s.iterable, scope):
                     self._bind_target(s.var, v, s.span, scope)

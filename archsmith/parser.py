@@ -416,7 +416,17 @@ class _ToAst(Transformer_NonRecursive):
         return ast.ParamDecl(keyword == "buffer", str(name), init, self._s(meta), _span(self.path, name))
 
     def layer_stmt(self, meta, children):
-        return ast.LayerStmt(children[0], self._s(meta))
+        item = children[0]
+        target = item.target
+        if item.name is None and isinstance(target, ast.Call) and target.func == "error":
+            if len(target.args) != 1 or target.args[0].name is not None:
+                raise SpecError("`error` takes one message", target.span,
+                                hint='write `error("depth must be 6n + 4")`')
+            message = target.args[0].value
+            parts = (self._interpolated(message.value, message.span, "a message")
+                     if isinstance(message, ast.Literal) and isinstance(message.value, str) else [message])
+            return ast.Fail(parts, self._s(meta))
+        return ast.LayerStmt(item, self._s(meta))
 
     # -- layers
     def layer_item(self, meta, children):
@@ -435,8 +445,12 @@ class _ToAst(Transformer_NonRecursive):
 
     def quoted_name(self, meta, children):
         """`"block{s}-{i}"`: the text between braces is an expression."""
-        token = children[0]
-        text, parts, start = str(token)[1:-1], [], 0
+        span = self._s(meta)
+        return ast.LayerName(self._interpolated(str(children[0])[1:-1], span, "a layer name"), span, quoted=True)
+
+    def _interpolated(self, text, span, what) -> list:
+        """The parts of the string `text` written at `span`: text, and the expressions between braces."""
+        parts, start = [], 0
         while start < len(text):
             open_ = text.find("{", start)
             if open_ < 0:
@@ -444,21 +458,21 @@ class _ToAst(Transformer_NonRecursive):
                 break
             close = text.find("}", open_)
             if close < 0:
-                raise SpecError("a `{` in a layer name is not closed", self._s(meta))
+                raise SpecError(f"a `{{` in {what} is not closed", span)
             if open_ > start:
                 parts.append(text[start:open_])
-            parts.append(self._interpolation(text[open_ + 1:close], token, open_))
+            parts.append(self._interpolation(text[open_ + 1:close], span, open_, what))
             start = close + 1
-        return ast.LayerName(parts, self._s(meta), quoted=True)
+        return parts
 
-    def _interpolation(self, source, token, at):
-        """The expression between the braces at index `at` of the quoted layer name `token`."""
-        shift = (self.shift[0] + token.line - 1, self.shift[1] + token.column + at + 1)
+    def _interpolation(self, source, span, at, what):
+        """The expression between the braces at index `at` of the string written at `span`."""
+        shift = (span.line - 1, span.column + at + 1)
         try:
             tree = _lark().parse(source, start="expr")
         except UnexpectedInput:
             column = shift[1] + 1
-            raise SpecError(f"`{{{source}}}` in a layer name is not an expression",
+            raise SpecError(f"`{{{source}}}` in {what} is not an expression",
                             ast.Span(self.path, shift[0] + 1, column - 1, shift[0] + 1, column + len(source) + 1)) from None
         return _ToAst(self.path, source, shift).transform(tree)
 

@@ -456,8 +456,8 @@ def _reduce_shape(op):
 def _pad_shape(a, shapes):
     p = list(a["padding"])
     s = list(shapes[0])
-    if len(p) % 2 or not p or len(p) // 2 > len(s) - 1:
-        raise ShapeError(f"pad takes [left, right] pairs for at most {len(s) - 1} trailing dimensions, got {p}")
+    if len(p) % 2 or not p or len(p) // 2 > len(s):
+        raise ShapeError(f"pad takes [left, right] pairs for at most {len(s)} trailing dimensions, got {p}")
     for k in range(len(p) // 2):
         s[-1 - k] += p[2 * k] + p[2 * k + 1]
         if s[-1 - k] < 1:

@@ -428,3 +428,61 @@ block Net() {
 }
 model net = Net() input [3, 4, 4]
 """).count("make_divisible") == 0  # folded: the arguments are constants
+
+
+ERROR_SPEC = """
+fn checked_groups(width, groups) {
+    if width % groups != 0 {
+        error("{width} channels do not split into {groups} groups")
+    }
+    return groups
+}
+
+block Net(depth = 10, groups = 2) {
+    if depth % 2 == 1 {
+        error("depth {depth} is odd; the blocks come in pairs")
+    }
+    x = x | body: seq {
+        for i in range(depth // 2) {
+            conv2d(16, 3, padding=1, groups=checked_groups(16, groups))
+            if i > 20 {
+                error("at most 20 pairs, not {depth // 2}")
+            }
+        }
+    }
+    return x
+}
+"""
+
+
+@pytest.mark.parametrize("args,line,message", [
+    ("depth=11", 11, "depth 11 is odd; the blocks come in pairs"),
+    ("groups=3", 4, "16 channels do not split into 3 groups"),
+    ("depth=44", 17, "at most 20 pairs, not 22"),
+])
+def test_error_refuses_the_values_that_reach_it_where_it_stands(args, line, message):
+    with pytest.raises(archsmith.SpecError) as e:
+        elaborate_models(ERROR_SPEC + f"model net = Net({args}) input [16, 8, 8]\n")
+    assert e.value.message == message
+    assert (e.value.span.line, e.value.span.column) == (line, 17 if line == 17 else 9)
+
+
+def test_the_generated_class_raises_what_its_spec_refuses():
+    namespace = {}
+    exec(archsmith.compile(ERROR_SPEC + "model net = Net() input [16, 8, 8]\n"), namespace)
+    assert sum(1 for _ in namespace["Net"](16, depth=4).body) == 2
+    with pytest.raises(ValueError, match="^depth 7 is odd; the blocks come in pairs$"):
+        namespace["Net"](16, depth=7)
+    with pytest.raises(ValueError, match="^16 channels do not split into 5 groups$"):
+        namespace["Net"](16, groups=5)
+
+
+@pytest.mark.parametrize("body,message", [
+    ('error("a", "b")', "`error` takes one message"),
+    ('error(msg="a")', "`error` takes one message"),
+    ('error("depth {depth")', "a `{` in a message is not closed"),
+])
+def test_a_malformed_error_statement_is_located(body, message):
+    with pytest.raises(archsmith.SpecError) as e:
+        elaborate_models(f"block Net(depth = 1) {{\n    {body}\n    return x\n}}\nmodel net = Net() input [3, 8, 8]\n")
+    assert e.value.message == message and e.value.span.line == 2

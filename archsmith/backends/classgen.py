@@ -176,6 +176,7 @@ class Translator:
         self.loop_deps = None  # inside a Python loop of a block body: what its list depends on
         self.live_curs: list = []  # the tensor flowing through each seq being built
         self.maybe_layers: dict = {}  # layers declared under a condition -> what the condition reads
+        self.branch_deps = frozenset()  # what the conditions of the branch being written read
         self.pending_returns: list = []  # (condition, shape) of returns in an `if` the path went on after
         self.out_shape = None
         self.result = ClassSource()
@@ -343,6 +344,9 @@ class Translator:
                 self.unpack(s.targets, s.value)
             elif isinstance(s, ast.Return):
                 self.do_return(s.value)
+                return True
+            elif isinstance(s, ast.Fail):
+                self.emit_init(self.refusal(s))
                 return True
             elif isinstance(s, ast.If):
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
@@ -674,9 +678,11 @@ class Translator:
         done = []  # (cond, init, fwd, env, result, layers it declared)
         declared = dict(before_layers)
         returned = []  # the shapes the branches return
+        outer_deps = self.branch_deps
         for cond, body in clauses:
             self.env, self.layers = dict(before_env), dict(before_layers)
             self.out_shape = None
+            self.branch_deps = frozenset().union(*[deps(c) for c, _ in clauses[:len(done) + 1] if c is not None])
             with self.capture() as (init, fwd):
                 result = run(body) if seq is None else run(body, cur, seq)
             done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers)])
@@ -685,6 +691,7 @@ class Translator:
                 returned.append((cond, self.out_shape))
         self.env, self.layers = dict(before_env), declared
         self.out_shape = None
+        self.branch_deps = outer_deps
         if returned and len(returned) < len(done):  # some branches return, the others go on
             if any(c is None for c, _ in returned) or len(returned[0][1]) != len(returned[-1][1]):
                 raise Untranslatable(frozenset().union(*[deps(d[0]) for d in done if d[0] is not None]),
@@ -1352,6 +1359,8 @@ class Translator:
             self.emit_init(f"return {module}")
             self.layers[name] = (prim, attrs)
             return TVal(out_shape, "")
+        if name is None:  # an error of a branch no instance takes: the class keeps to those taken
+            raise Untranslatable(self.branch_deps, "an unnamed layer with weights, in a branch not taken")
         if isinstance(name, Dyn):  # a layer per iteration of a Python loop: blk{i}
             self.emit_init(f"self.add_module({name.src}, {module})")
             return TVal(out_shape, f"getattr(self, {name.src})({x.fwd})")
@@ -1456,7 +1465,16 @@ class Translator:
                 cur = self.seq_for(s, cur, seq)
             elif isinstance(s, ast.If):
                 cur = self.if_stmt(s, self.seq_body, cur, seq)
+            elif isinstance(s, ast.Fail):
+                self.emit_init(self.refusal(s))
         return cur
+
+    def refusal(self, s: ast.Fail) -> str:
+        """`raise ValueError(...)` for the spec's `error(...)`: a class refuses what its spec refuses."""
+        parts = [p if isinstance(p, str) else fold(self.eval(p)) for p in s.parts]
+        if all(isinstance(p, (str, Const)) for p in parts):
+            return f"raise ValueError({_pystr(''.join(p if isinstance(p, str) else format_value(p.value) for p in parts))})"
+        return f"raise ValueError({_fstring(parts)})"
 
     def seq_for(self, s: ast.For, cur: TVal, seq: _Seq) -> TVal:
         it = fold(self.eval(s.iterable))
@@ -1609,6 +1627,8 @@ class FnTranslator(Translator):
                     out += self.body(branch, level + 1) or [f"{pad}    pass"]
                 if s.orelse:
                     out += [f"{pad}else:"] + (self.body(s.orelse, level + 1) or [f"{pad}    pass"])
+            elif isinstance(s, ast.Fail):
+                out.append(pad + self.refusal(s))
             elif isinstance(s, ast.For):
                 it = fold(self.eval(s.iterable))
                 target, names = self.loop_target(s.var, it)

@@ -364,7 +364,10 @@ class Generator:
 
     def _function_source(self, info: ClassInfo) -> list:
         defn = info.block.definition
-        out = [f"def {info.name}({', '.join(_params(info))}) -> {info.source.returns}:"]
+        returns = info.source.returns
+        if any(c.name == returns for c in self.order):  # a class written after the functions
+            returns = repr(returns)
+        out = [f"def {info.name}({', '.join(_params(info))}) -> {returns}:"]
         where = f"Layer `{defn.name}` of {_short(defn.span.path)}:{defn.span.line}."
         out += _docstring(defn.doc, where, "    ")
         out += ["    " + l.replace("\n", "\n    ") for l in info.source.init]
