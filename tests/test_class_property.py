@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "classes"
 
 SOURCES = {
-    "resnet.arch": str(ROOT / "specs" / "resnet.arch"),
-    "vgg.arch": str(ROOT / "specs" / "vgg.arch"),
+    **{p.name: str(p) for p in sorted((ROOT / "specs").glob("*.arch"))},
     "tiny_resnet.arch": str(ROOT / "examples" / "tiny_resnet.arch"),
     **{p.name: str(p) for p in sorted(FIXTURES.glob("*.arch"))},
     **{f"constructs.{name}": getattr(constructs, name)

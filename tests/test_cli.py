@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+import archsmith
+
 GOOD = """block Net(n = 8) {
     x = x | conv: conv2d(n, 3, padding=1) | bn: batchnorm2d() | relu
     return x
@@ -51,8 +53,8 @@ def test_list_names_the_bundled_models():
     result = run("list")
     assert result.returncode == 0
     names = result.stdout.split()
-    assert {"resnet18", "resnet152", "vgg11", "vgg19_bn"} <= set(names)
-    assert len(names) == 13
+    assert {"resnet18", "resnet152", "vgg11", "vgg19_bn", "resnext50_32x4d", "cifar_resnet110"} <= set(names)
+    assert len(names) == len(set(names)) == len(archsmith.list_models())
 
 
 def test_primitives_prints_the_reference_table():

@@ -4,7 +4,7 @@ import pytest
 from archsmith.compiler import elaborate_models
 from archsmith.passes import mac_count, parameter_count, state_dict_size
 
-# model: (parameters, state_dict entries, GMACs at 224x224), from torchvision 0.28
+# model: (parameters, state_dict entries, GMACs at 224x224), from torchvision 0.28 and timm 1.0.31
 REFERENCE = {
     "vgg11": (132_863_336, 22, 7.609), "vgg13": (133_047_848, 26, 11.308),
     "vgg16": (138_357_544, 32, 15.470), "vgg19": (143_667_240, 38, 19.632),
@@ -13,6 +13,9 @@ REFERENCE = {
     "resnet18": (11_689_512, 122, 1.814), "resnet34": (21_797_672, 218, 3.664),
     "resnet50": (25_557_032, 320, 4.089), "resnet101": (44_549_160, 626, 7.801),
     "resnet152": (60_192_808, 932, 11.514),
+    "resnext50_32x4d": (25_028_904, 320, 4.230), "resnext101_32x8d": (88_791_336, 626, 16.414),
+    "resnext101_64x4d": (83_455_272, 626, 15.460),
+    "seresnet50": (28_088_024, 384, 4.092), "seresnet101": (49_326_872, 758, 7.806),
 }
 
 
@@ -28,9 +31,11 @@ def test_published_figures(name):
 
 def test_every_node_has_a_shape_and_a_span():
     (model,) = elaborate_models("resnet50")
+    files = set()
     for _, data in model.graph.nodes(data=True):
         assert data["shape"]
-        assert data["span"].path.endswith("resnet.arch")
+        files.add(data["span"].path.rpartition("/")[2])
+    assert files == {"resnet.arch", "std.arch"}  # the stem and stages, the blocks of the library
     convs = [d for _, d in model.graph.nodes(data=True) if d["op"] == "conv2d"]
     assert len(convs) == 53
     assert {d["module"] for d in convs} >= {"conv1", "layer1.0.downsample.0", "layer4.2.conv3"}
