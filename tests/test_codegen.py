@@ -213,3 +213,22 @@ model half = Half() input [6, 8, 8]
     namespace["Half"](8)
     with pytest.raises(ValueError, match="in_channels must be divisible by 2"):
         namespace["Half"](5)  # torch.chunk would round up and the conv would be built for the wrong width
+
+
+def test_a_size_unflatten_computes_for_minus_one_is_written_without_a_cancelling_factor():
+    """`unflatten(1, [radix, -1])` of `out * radix` channels has `out` in the -1's place, not
+    `out * radix // radix`: the split-attention idiom (ResNeSt) reads as written."""
+    source = archsmith.compile("""
+block Splits(out, radix = 2) {
+    y = x | conv: conv2d(out * radix, 3, padding=1, groups=radix)
+    splits = y | unflatten(1, [radix, -1])
+    return sum(splits, 1) | fc: conv2d(out, 1)
+}
+block Net() {
+    x = x | a: Splits(8)
+    return x | b: Splits(16, 4)
+}
+model net = Net() input [8, 8, 8]
+""")
+    assert "self.fc = nn.Conv2d(out, out, kernel_size=1)" in source
+    assert "//" not in source

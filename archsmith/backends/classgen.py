@@ -1836,6 +1836,18 @@ def _product(dims):
     return out
 
 
+def _quotient(total, divisor):
+    """`total // divisor` for a size `divisor` divides: `width * radix // radix` is written `width`
+    (exact: a size is an int, so both factors of `width * radix` are)."""
+    total, divisor = fold(total), fold(divisor)
+    if isinstance(total, Dyn) and total.prec == PREC["*"] and isinstance(divisor, (Const, Dyn)):
+        d, p = src_prec(divisor)
+        if p > PREC["*"] and total.src.endswith(f" * {d}"):
+            left = total.src[:-len(f" * {d}")]
+            return Dyn(left, ATOM if re.fullmatch(r"[\w.]+", left) else PREC["*"], total.deps)
+    return binop("//", total, divisor)
+
+
 def _symbolic(prim, attrs, shapes):
     name, s0 = prim.name, tuple(shapes[0])
     if prim.keeps_shape:
@@ -1866,7 +1878,7 @@ def _symbolic(prim, attrs, shapes):
             raise _NotConstant(sizes)
         if any(isinstance(v, Const) and v.value == -1 for v in items):
             known = _product([v for v in items if not (isinstance(v, Const) and v.value == -1)])
-            items = [binop("//", total, known) if isinstance(v, Const) and v.value == -1 else v for v in items]
+            items = [_quotient(total, known) if isinstance(v, Const) and v.value == -1 else v for v in items]
         elif not all(isinstance(v, Const) for v in items):
             raise _NotConstant(sizes, rank=len(before) + len(items) + len(after))  # a -1 may hide among them
         return before + tuple(items) + after
