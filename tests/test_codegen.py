@@ -232,3 +232,30 @@ model net = Net() input [8, 8, 8]
 """)
     assert "self.fc = nn.Conv2d(out, out, kernel_size=1)" in source
     assert "//" not in source
+
+
+def test_a_value_kept_for_forward_is_kept_once_not_again_in_an_if():
+    """`self.radix = radix` written before an `if` serves the branch too (no second assignment)."""
+    import torch
+    source = archsmith.compile("""
+block Gate(radix = 2) {
+    splits = x | unflatten(1, [radix, -1])
+    if radix > 1 {
+        w = softmax(x | unflatten(1, [radix, -1]), 1) | flatten(1, 2)
+    } else {
+        w = sigmoid(x)
+    }
+    return (splits | flatten(1, 2)) * w
+}
+block Net() {
+    x = x | a: Gate()
+    return x | b: Gate(1)
+}
+model net = Net() input [8, 4, 4]
+""")
+    assert source.count("self.radix = radix") == 1
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    x = torch.randn(2, 8, 4, 4)
+    expected = x * torch.softmax(x.unflatten(1, (4, -1)), 1).flatten(1, 2)
+    torch.testing.assert_close(namespace["Gate"](radix=4)(x), expected)

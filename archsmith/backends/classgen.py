@@ -161,6 +161,8 @@ class Translator:
         self.file = block.file
         self.env: dict = {}
         self.init: list = []
+        self.scopes = [0]  # the init buffer being written and those enclosing it, as serial numbers
+        self.serial = 0
         self.fwd: list = []
         self.ii = self.fi = 0  # indentation of the next init / forward line
         self.layers: dict = {}  # declared layer name -> (prim, attrs) for a primitive, else (None, None)
@@ -214,6 +216,8 @@ class Translator:
         """Lines written inside go to new buffers one level deeper, returned as (init, forward)."""
         saved = self.init, self.fwd
         self.init, self.fwd = [], []
+        self.serial += 1
+        self.scopes.append(self.serial)
         self.ii += 1
         self.fi += 1
         out = ([], [])
@@ -223,6 +227,7 @@ class Translator:
             out[0].extend(self.init)
             out[1].extend(self.fwd)
             self.init, self.fwd = saved
+            self.scopes.pop()
             self.ii -= 1
             self.fi -= 1
 
@@ -799,7 +804,8 @@ class Translator:
         if self.loop_deps is not None and LOCAL in deps(v):
             raise Untranslatable(self.loop_deps, "a value that changes in each iteration of a loop, read in forward")
         source = src(v)
-        key = (source, id(self.init))
+        key = next(((source, scope) for scope in self.scopes if (source, scope) in self.stored),
+                   (source, self.scopes[-1]))  # kept already, here or before the enclosing `if`
         if key not in self.stored:
             wanted = source if source.isidentifier() else hint
             attr = self.stored.get(source) or self.attr_ns.create(wanted)
