@@ -29,6 +29,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "classes"
 SOURCES = {
     "resnet.arch": str(ROOT / "specs" / "resnet.arch"),
     "vgg.arch": str(ROOT / "specs" / "vgg.arch"),
+    "resnest.arch": str(ROOT / "specs" / "resnest.arch"),
     "tiny_resnet.arch": str(ROOT / "examples" / "tiny_resnet.arch"),
     **{p.name: str(p) for p in sorted(FIXTURES.glob("*.arch"))},
     **{f"constructs.{name}": getattr(constructs, name)
