@@ -259,3 +259,41 @@ model net = Net() input [8, 4, 4]
     x = torch.randn(2, 8, 4, 4)
     expected = x * torch.softmax(x.unflatten(1, (4, -1)), 1).flatten(1, 2)
     torch.testing.assert_close(namespace["Gate"](radix=4)(x), expected)
+
+
+def test_a_parameter_forward_reads_in_a_branch_is_kept_for_every_instance(tmp_path):
+    """`self.p = p` at the top of __init__, not under `if use:`: TorchScript compiles the branch an
+    instance does not take, and needs the attribute there too. A value the branch computes stays in it."""
+    import torch
+    source = compile_text("""
+block A(use = true, p = 0.1) {
+    if use {
+        x = x | dropout(p)
+    }
+    return x | c: conv2d(4, 1)
+}
+block B(use = true, q = 0.2) {
+    if use {
+        q = q / 2
+        x = x | dropout(q)
+    }
+    return x
+}
+block Net() {
+    x = x | a: A() | b: B()
+    return x | a2: A(false) | b2: B(false)
+}
+model net = Net() input [4, 8, 8]
+""")
+    assert "        super().__init__()\n        self.p = p\n" in source
+    assert "        if use:\n            q = q / 2\n            self.q = q\n" in source
+    import importlib.util
+    (tmp_path / "kept.py").write_text(source)  # TorchScript reads the class's source from its file
+    spec = importlib.util.spec_from_file_location("kept", tmp_path / "kept.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = torch.randn(2, 4, 8, 8)
+    for use in (True, False):
+        m = module.A(4, use=use).eval()
+        torch.testing.assert_close(torch.jit.script(m)(x), m(x))
+    assert module.B(use=True).q == 0.1
