@@ -51,8 +51,8 @@ def test_list_names_the_bundled_models():
     result = run("list")
     assert result.returncode == 0
     names = result.stdout.split()
-    assert {"resnet18", "resnet152", "vgg11", "vgg19_bn"} <= set(names)
-    assert len(names) == 13
+    assert {"resnet18", "resnet152", "vgg11", "vgg19_bn", "resnest50d", "resnest269e"} <= set(names)
+    assert len(names) == 21
 
 
 def test_primitives_prints_the_reference_table():
