@@ -14,14 +14,15 @@ from test_equivalence import randomize_batchnorm, relative_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# timm name -> (parameters, state_dict entries), from shared/REFERENCE.md; None: not listed there
+# timm name -> (parameters, state_dict entries, GMACs at 224x224), from shared/REFERENCE.md;
+# None: not listed there
 MODELS = {
-    "resnest14d": (10_611_688, 152),
-    "resnest26d": (17_069_448, 260),
-    "resnest50d": (27_483_240, 476),
-    "resnest101e": (48_275_016, 935),
-    "resnest200e": (70_201_544, 1826),
-    "resnest269e": (110_929_480, 2447),
+    "resnest14d": (10_611_688, 152, 2.749),
+    "resnest26d": (17_069_448, 260, 3.623),
+    "resnest50d": (27_483_240, 476, 5.371),
+    "resnest101e": (48_275_016, 935, 10.201),
+    "resnest200e": (70_201_544, 1826, 17.408),
+    "resnest269e": (110_929_480, 2447, 22.434),
     "resnest50d_4s2x40d": None,
     "resnest50d_1s4x24d": None,
 }
@@ -57,10 +58,21 @@ def test_matches_timm(name):
     reference = timm.create_model(name)
     ours = archsmith.create_model(name)
     if MODELS[name] is not None:
-        params, entries = MODELS[name]
+        params, entries, _ = MODELS[name]
         assert sum(p.numel() for p in ours.parameters()) == params
         assert len(ours.state_dict()) == entries
     assert_matches(ours, reference, torch.randn(2, 3, 64, 64))
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if MODELS[n] is not None])
+def test_published_figures_at_compile_time(name):
+    from archsmith.compiler import elaborate_models
+    from archsmith.passes import mac_count, parameter_count, state_dict_size
+    (model,) = elaborate_models(name, input_shape=[3, 224, 224])
+    params, entries, gmacs = MODELS[name]
+    assert parameter_count(model.graph) == params
+    assert state_dict_size(model.graph) == entries
+    assert mac_count(model.graph) / 1e9 == pytest.approx(gmacs, abs=5e-4)
 
 
 @pytest.mark.parametrize("radix,groups", [(1, 1), (2, 1), (4, 2), (1, 4), (2, 4)])
