@@ -428,3 +428,15 @@ block Net() {
 }
 model net = Net() input [3, 4, 4]
 """).count("make_divisible") == 0  # folded: the arguments are constants
+
+
+def test_a_model_line_may_continue_with_input_on_the_next_line():
+    (model,) = elaborate_models("""
+block Net(width = 4) {
+    return x | conv: conv2d(width, 1)
+}
+model net = Net(width=8)
+    input [3, 8, 8]
+""")
+    assert model.input_shape == (3, 8, 8)
+    assert model.output_shape[0] == 8
