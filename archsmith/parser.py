@@ -230,6 +230,8 @@ def _expected(ctx: _Context) -> str:
         accepts -= _CONTINUATIONS
     if "_NL" in accepts:
         accepts -= {"RBRACE", "$END"}
+    if "INPUT" in accepts:  # a model's `input` may follow a newline, but something must follow it
+        accepts.discard("_NL")
     for t in sorted(accepts, key=lambda t: (t in _CLOSERS_OF, t == "_NL", t)):
         if t in _CLOSERS_OF:
             words.append(_closing(t, ctx))
@@ -275,6 +277,11 @@ def _foreign_syntax(ctx: _Context):
         name = re.match(r"[\w-]*", ctx.text[prev.start_pos:]).group(0)
         return ("a layer name with `-` is written in double quotes",
                 f'write `"{name}": ...`', tok)
+    if "INPUT" in ctx.accepts and ctx.accepts <= {"INPUT", "_NL"} and (
+            tok.type == "$END" or (prev is not None and prev.type == "_NL")):
+        # `input` may start the line after the model's: the newline is what stands in its place
+        end = "the end of the file" if tok.type == "$END" and not ctx.text.endswith("\n") else "the end of the line"
+        return f"expected `input`, found {end}", None, (tok if tok.type == "$END" else prev)
     if prev is not None and prev.type == "NAME" and prev.value == "lambda":
         return "there is no `lambda`", "a layer helper is a top-level `def`: `def name(params) = layer`", prev
     return None

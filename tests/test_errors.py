@@ -541,6 +541,8 @@ SYNTAX = [Syntax(*case) for case in [
     ("block-without-name", "block (\n", 1, 7, "expected a name, found `(`", None),
     ("model-without-name", "model = Net() input [1]\n", 1, 7, "expected a name, found `=`", None),
     ("model-without-input", "model m = Net() [1]\n", 1, 17, "expected `input`, found `[`", None),
+    ("model-without-input-at-eol", "model m = Net()\nmodel n = Net() input [1]\n", 1, 16,
+     "expected `input`, found the end of the line", None),
     ("model-block-without-call", "model m = Net input [1]\n", 1, 15, "expected `(`, found `input`", None),
     ("import-without-quotes", "import foo\n", 1, 8, "expected a string in double quotes, found `foo`", None),
     ("def-without-equals", "def f(a) relu()\n", 1, 10, "expected `=`, found `relu`", None),

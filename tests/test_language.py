@@ -406,8 +406,8 @@ def test_check_show_params(capsys):
     from archsmith.cli import main
     assert main(["check", "resnet18", "--show-params"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == "  (root): ResNet(kind=BasicBlock, layers=[2, 2, 2, 2], num_classes=1000, groups=1, width_per_group=64)"
-    assert out[2] == "  layer1.0: BasicBlock(planes=64, stride=1, groups=1, base_width=64)"
+    assert out[1] == "  (root): ResNet(kind=BasicBlock, layers=[2, 2, 2, 2], num_classes=1000, groups=1, width_per_group=64, drop_path_rate=0.0)"
+    assert out[2] == "  layer1.0: BasicBlock(planes=64, stride=1, groups=1, base_width=64, shortcut=\"B\", drop_path_rate=0.0)"
 
 
 def test_a_fn_over_a_parameter_is_a_function_of_the_module():
@@ -486,3 +486,15 @@ def test_a_malformed_error_statement_is_located(body, message):
     with pytest.raises(archsmith.SpecError) as e:
         elaborate_models(f"block Net(depth = 1) {{\n    {body}\n    return x\n}}\nmodel net = Net() input [3, 8, 8]\n")
     assert e.value.message == message and e.value.span.line == 2
+
+
+def test_a_model_line_may_continue_with_input_on_the_next_line():
+    (model,) = elaborate_models("""
+block Net(width = 4) {
+    return x | conv: conv2d(width, 1)
+}
+model net = Net(width=8)
+    input [3, 8, 8]
+""")
+    assert model.input_shape == (3, 8, 8)
+    assert model.output_shape[0] == 8

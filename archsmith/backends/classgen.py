@@ -161,6 +161,10 @@ class Translator:
         self.file = block.file
         self.env: dict = {}
         self.init: list = []
+        self.scopes = [0]  # the init buffer being written and those enclosing it, as serial numbers
+        self.serial = 0
+        self.outer_inits: list = []  # the init buffers enclosing the one being written, outermost first
+        self.assigned: set = set()  # Python names __init__ has assigned so far
         self.fwd: list = []
         self.ii = self.fi = 0  # indentation of the next init / forward line
         self.layers: dict = {}  # declared layer name -> (prim, attrs) for a primitive, else (None, None)
@@ -199,6 +203,11 @@ class Translator:
             line = Maybe(line.name, "    " * self.ii + line.line)
         else:
             line = "    " * self.ii + line
+        text = line.line if isinstance(line, Maybe) else line
+        if isinstance(text, str):
+            target = re.match(r"\s*([\w, ]+?) = ", text)
+            if target:
+                self.assigned |= {n.strip() for n in target.group(1).split(",")}
         self.init.append(line)
 
     def emit_fwd(self, line):
@@ -214,7 +223,10 @@ class Translator:
     def capture(self):
         """Lines written inside go to new buffers one level deeper, returned as (init, forward)."""
         saved = self.init, self.fwd
+        self.outer_inits.append(self.init)
         self.init, self.fwd = [], []
+        self.serial += 1
+        self.scopes.append(self.serial)
         self.ii += 1
         self.fi += 1
         out = ([], [])
@@ -224,6 +236,8 @@ class Translator:
             out[0].extend(self.init)
             out[1].extend(self.fwd)
             self.init, self.fwd = saved
+            self.outer_inits.pop()
+            self.scopes.pop()
             self.ii -= 1
             self.fi -= 1
 
@@ -806,7 +820,10 @@ class Translator:
         if self.loop_deps is not None and LOCAL in deps(v):
             raise Untranslatable(self.loop_deps, "a value that changes in each iteration of a loop, read in forward")
         source = src(v)
-        key = (source, id(self.init))
+        key = next(((source, scope) for scope in self.scopes if (source, scope) in self.stored),
+                   (source, self.scopes[-1]))  # kept already, here or before the enclosing `if`
+        if key not in self.stored and self.outer_inits and self._of_parameters(source):
+            return self._store_first(source, hint)
         if key not in self.stored:
             wanted = source if source.isidentifier() else hint
             attr = self.stored.get(source) or self.attr_ns.create(wanted)
@@ -814,6 +831,26 @@ class Translator:
             self.stored[key] = attr
             self.emit_init(f"self.{attr} = {source}")
         return f"self.{self.stored[key]}"
+
+    def _of_parameters(self, source: str) -> bool:
+        """Whether `source` reads only constructor parameters that __init__ has not reassigned."""
+        if "'" in source or '"' in source:
+            return False
+        names = set(re.findall(r"(?<![\w.])[A-Za-z_]\w*", source))
+        return bool(names) and names <= {p.name for p in self.result.params} - self.assigned
+
+    def _store_first(self, source: str, hint: str) -> str:
+        """A value of the parameters kept on self at the top of __init__, not under the `if` or in the
+        loop that needs it: every instance then has the attribute, as TorchScript requires of the
+        branches it compiles but does not take."""
+        top = self.outer_inits[0]
+        found = [re.fullmatch(rf"self\.(\w+) = {re.escape(source)}", line) for line in top if isinstance(line, str)]
+        attr = next((m.group(1) for m in found if m), None)
+        if attr is None:
+            attr = self.attr_ns.create(source if source.isidentifier() else hint)
+            top.append(f"self.{attr} = {source}")
+        self.stored[source] = self.stored[(source, 0)] = attr
+        return f"self.{attr}"
 
     def fsrc(self, v, hint: str) -> str:
         """Forward source of a value known at construction (or of a size forward computes)."""
@@ -1856,6 +1893,18 @@ def _product(dims):
     return out
 
 
+def _quotient(total, divisor):
+    """`total // divisor` for a size `divisor` divides: `width * radix // radix` is written `width`
+    (exact: a size is an int, so both factors of `width * radix` are)."""
+    total, divisor = fold(total), fold(divisor)
+    if isinstance(total, Dyn) and total.prec == PREC["*"] and isinstance(divisor, (Const, Dyn)):
+        d, p = src_prec(divisor)
+        if p > PREC["*"] and total.src.endswith(f" * {d}"):
+            left = total.src[:-len(f" * {d}")]
+            return Dyn(left, ATOM if re.fullmatch(r"[\w.]+", left) else PREC["*"], total.deps)
+    return binop("//", total, divisor)
+
+
 def _symbolic(prim, attrs, shapes):
     name, s0 = prim.name, tuple(shapes[0])
     if prim.keeps_shape:
@@ -1886,7 +1935,7 @@ def _symbolic(prim, attrs, shapes):
             raise _NotConstant(sizes)
         if any(isinstance(v, Const) and v.value == -1 for v in items):
             known = _product([v for v in items if not (isinstance(v, Const) and v.value == -1)])
-            items = [binop("//", total, known) if isinstance(v, Const) and v.value == -1 else v for v in items]
+            items = [_quotient(total, known) if isinstance(v, Const) and v.value == -1 else v for v in items]
         elif not all(isinstance(v, Const) for v in items):
             raise _NotConstant(sizes, rank=len(before) + len(items) + len(after))  # a -1 may hide among them
         return before + tuple(items) + after
