@@ -213,3 +213,15 @@ model half = Half() input [6, 8, 8]
     namespace["Half"](8)
     with pytest.raises(ValueError, match="in_channels must be divisible by 2"):
         namespace["Half"](5)  # torch.chunk would round up and the conv would be built for the wrong width
+
+
+def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
+    """The width after a def's loop, called in the caller's loop, is the caller's loop value: the
+    caller's loop is a Python loop over its parameters, not one class per list (found writing
+    resnetv2.arch)."""
+    from pathlib import Path
+    source = archsmith.compile(str(Path(__file__).parent / "fixtures" / "classes" / "def_loop_in_loop.arch"))
+    assert "    def __init__(self, depths: list, in_channels: int = 3, widths: list = [8, 16]) -> None:" in source
+    assert "            stages.append(stage(channels, widths[s], depths[s], 1 if s == 0 else 2))\n" \
+           "            channels = widths[s]\n" in source
+    assert "        self.norm = nn.BatchNorm2d(channels)" in source

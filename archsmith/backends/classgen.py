@@ -584,15 +584,16 @@ class Translator:
         for name, v in self.leaves(target, value):
             self.env[name] = v
 
-    def loop_target(self, target, it, fresh=False):
+    def loop_target(self, target, it, fresh=False, mark=frozenset()):
         """(Python source, {spec name: value}) of the variables of a Python loop over `it`; `fresh`:
-        names of their own (a comprehension's), else the spec names' names in the class."""
+        names of their own (a comprehension's), else the spec names' names in the class; `mark`:
+        dependencies that tell this loop's values from those of the loops around it."""
         if isinstance(target, str):
             name = target if self.inline else (self.ns.create(target) if fresh else self.pyname(target))
-            return name, {target: Dyn(name, deps=deps(it) | {LOCAL})}
+            return name, {target: Dyn(name, deps=deps(it) | {LOCAL} | mark)}
         parts, env = [], {}
         for t in target:
-            part, names = self.loop_target(t, it, fresh)
+            part, names = self.loop_target(t, it, fresh, mark)
             parts.append(f"({part})" if isinstance(t, list) else part)
             env.update(names)
         return ", ".join(parts), env
@@ -1467,12 +1468,14 @@ class Translator:
                 cur = self.seq_body(s.body, cur, seq)
             return cur
         seq.go_dynamic()
-        var, loop_var = self.loop_target(s.var, it)
+        # what this loop's variables feed: a def's arguments may depend on the caller's loop (LOCAL)
+        mark = frozenset({f"@loop{id(s)}"})
+        var, loop_var = self.loop_target(s.var, it, mark=mark)
         carried = sorted(n for n in _assigned(s.body) if n in self.env)
         dims = [i for i, d in enumerate(cur.shape) if not isinstance(d, Missing)]
         # first pass: every dimension in a variable, to see which ones the body changes
         names = set(self.ns.used), set(self.fns.used), dict(self.pynames), dict(self.stored)
-        _, end, assigned = self._loop_pass(s, cur, seq, loop_var, {i: f"@{i}" for i in dims}, carried, it)
+        _, end, assigned = self._loop_pass(s, cur, seq, loop_var, {i: f"@{i}" for i in dims}, carried, it, mark)
         self.ns.used, self.fns.used, self.pynames, self.stored = names
         changed = {i: None for i in dims if not same(end.shape[i], cur.shape[i]) and (
             not (isinstance(end.shape[i], Dyn) and end.shape[i].src == f"@{i}") or f"@{i}" in assigned)}
@@ -1496,7 +1499,7 @@ class Translator:
             name = self.pyname(n)
             if not self.inline and not (isinstance(value, Dyn) and value.src == name):
                 self.emit_init(Maybe(name, f"{name} = {src(value)}"))
-        lines, end, _ = self._loop_pass(s, cur, seq, loop_var, changed, carried, it)
+        lines, end, _ = self._loop_pass(s, cur, seq, loop_var, changed, carried, it, mark)
         self.emit_init(f"for {var} in {self.loop_iterable(it, s.var)}:")
         self.init.extend(lines)
         for n in carried + sorted(n for n in _assigned(s.body) if n not in carried):
@@ -1505,19 +1508,19 @@ class Translator:
         for i, name in changed.items():
             if self.inline:
                 d = end.shape[i]
-                shape[i] = d if not ({LOCAL} & deps(d)) else Missing(deps(d) | deps(it))
+                shape[i] = d if not (mark & deps(d)) else Missing(deps(d) | deps(it))
             else:
                 shape[i] = Dyn(name, deps=deps(it) | deps(end.shape[i]) | deps(cur.shape[i]))
         return TVal(tuple(shape), "")
 
-    def _loop_pass(self, s, cur, seq, loop_var, shadows: dict, carried, it):
+    def _loop_pass(self, s, cur, seq, loop_var, shadows: dict, carried, it, mark=frozenset()):
         saved_env = dict(self.env)
         shape = list(cur.shape)
         for i, name in shadows.items():
-            shape[i] = Dyn(name, deps=deps(it) | deps(cur.shape[i]) | {LOCAL})
+            shape[i] = Dyn(name, deps=deps(it) | deps(cur.shape[i]) | {LOCAL} | mark)
         self.env.update(loop_var)
         for n in carried:
-            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL})
+            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL} | mark)
         assigned = set()
         with self.capture() as (init, _):
             end = self.seq_body(s.body, TVal(tuple(shape), ""), seq)
