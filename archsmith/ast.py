@@ -194,6 +194,14 @@ class Return:
 
 
 @dataclass
+class Assert:
+    """`assert cond, "message"`: an error at `cond` where it does not hold."""
+    cond: object
+    message: Optional[object]
+    span: Span
+
+
+@dataclass
 class If:
     branches: list  # [(cond, body)], the first is `if`, the rest `elif`
     orelse: Optional[list]

@@ -386,6 +386,8 @@ class Elaborator(Evaluator):
                 for v in self._iterable(s.iterable, scope):
                     self._bind_target(s.var, v, s.span, scope)
                     x = self._run_seq_body(s.body, x, scope, seq)
+            elif isinstance(s, ast.Assert):
+                self.check_assert(s, scope)
             elif isinstance(s, ast.If):
                 x = self._run_seq_body(self._branch(s, scope), x, scope, seq)
             else:
@@ -523,6 +525,8 @@ class Elaborator(Evaluator):
                     self._step(scope.instance, Step("alias", [value.key], [value.key], span=s.span))
             elif isinstance(s, ast.Return):
                 return self.eval(s.value, scope), s.value.span
+            elif isinstance(s, ast.Assert):
+                self.check_assert(s, scope)
             elif isinstance(s, ast.If):
                 result = self._run_block_body(self._branch(s, scope), scope)
                 if result is not MISSING:

@@ -18,7 +18,7 @@ from . import ast
 from .errors import SpecError, did_you_mean
 from .ir import Instance, Tensor
 from .primitives import PRIMITIVES, REQUIRED, fmt_shape
-from .queries import walk
+from .queries import names_in, walk
 
 MAX_RANGE = 100_000
 MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make the compiler hang
@@ -559,6 +559,8 @@ class Evaluator:
                 return self.eval(s.value, scope)
             if isinstance(s, (ast.Assign, ast.Unpack)):
                 self._assign(s, scope)
+            elif isinstance(s, ast.Assert):
+                self.check_assert(s, scope)
             elif isinstance(s, ast.If):
                 result = self._run_fn_body(self._branch(s, scope), scope)
             elif isinstance(s, ast.For):
@@ -748,6 +750,20 @@ class Evaluator:
                 raise self._err(f"`{defn.name}` needs `{p.name}`", call_span, caller.file,
                                 notes=[(f"`{defn.name}` is defined here", defn.span)])
             inner.vars[p.name] = value
+
+
+    def check_assert(self, s: ast.Assert, scope):
+        """`assert cond, "message"`: the message as an error at `cond` where it does not hold, with the
+        values of the names it reads."""
+        if self._truth(self.eval(s.cond, scope), s.cond.span, scope):
+            return
+        message = "assertion failed" if s.message is None else self.eval(s.message, scope)
+        if not isinstance(message, str):
+            raise self._err(f"the message of an `assert` is a string, not {type_name(message)}", s.message.span,
+                            scope.file)
+        values = [f"`{n}` is {spec_literal(scope.vars[n])}" for n in sorted(names_in(s.cond))
+                  if n in scope.vars and not isinstance(scope.vars[n], Tensor) and not has_tensor(scope.vars[n])]
+        raise self._err(message, s.cond.span, scope.file, hint="here " + ", ".join(values) if values else None)
 
 
     def _branch(self, s: ast.If, scope):

@@ -17,7 +17,7 @@ _CLOSERS = set(_OPENERS.values())
 _DEFINING = ("BLOCK", "MODEL", "DEF", "FN", "IMPORT")  # keywords only where a top-level statement starts
 # tokens after which a `{` opens a record (`{out: 64}`), not a body: where an operand is expected
 _BEFORE_RECORD = {"EQUAL", "COMMA", "LPAR", "LSQB", "COLON", "PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT",
-                  "POW", "COMP_OP", "AUG_OP", "RETURN", "IN", "AND", "OR", "NOT", "IF"}
+                  "POW", "COMP_OP", "AUG_OP", "RETURN", "IN", "AND", "OR", "NOT", "IF", "ASSERT"}
 
 
 class _PostLexer:
@@ -123,7 +123,7 @@ def _collect(items, path, text) -> ast.SourceFile:
 # message of their own.
 
 _EXPRESSION_STARTS = {"NUMBER", "STRING", "NAME", "LPAR", "LSQB", "LBRACE", "MINUS", "NOT", "TRUE", "FALSE", "NONE"}
-_STATEMENT_STARTS = {"NAME", "STRING", "LPAR", "IF", "FOR", "RETURN", "SEQ"}
+_STATEMENT_STARTS = {"NAME", "STRING", "LPAR", "IF", "FOR", "RETURN", "SEQ", "ASSERT"}
 _LAYER_STARTS = {"NAME", "STRING", "SEQ"}
 # tokens that continue a complete expression: acceptable there, but never what is missing
 _CONTINUATIONS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "AT", "POW", "COMP_OP", "AND", "OR", "IF",
@@ -395,6 +395,9 @@ class _ToAst(Transformer_NonRecursive):
 
     def return_stmt(self, meta, children):
         return ast.Return(children[0], self._s(meta))
+
+    def assert_stmt(self, meta, children):
+        return ast.Assert(children[0], children[1], self._s(meta))
 
     def if_stmt(self, meta, children):
         cond, body, *rest = children

@@ -428,3 +428,61 @@ block Net() {
 }
 model net = Net() input [3, 4, 4]
 """).count("make_divisible") == 0  # folded: the arguments are constants
+
+
+ASSERTING = """
+fn blocks(depth) {
+    assert depth >= 4, "a depth of at least 4"
+    return (depth - 4) // 6
+}
+block Net(depth, width = 8) {
+    assert (depth - 4) % 6 == 0, "the depth is 6n + 4"
+    x = x | body: seq {
+        assert not width % 2, "an even width"
+        for i in range(blocks(depth)) { conv2d(width, 3, padding=1) }
+    }
+    return x
+}
+model net = Net(10) input [3, 8, 8]
+"""
+
+
+def test_assert_refuses_arguments_at_compile_time_and_in_the_generated_class():
+    assert archsmith.build(ASSERTING)(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)
+    for params, message in [({"depth": 15}, "the depth is 6n + 4"), ({"width": 3}, "an even width"),
+                            ({"depth": -2}, "a depth of at least 4")]:
+        with pytest.raises(archsmith.SpecError) as e:
+            archsmith.compile(ASSERTING, **params)
+        assert e.value.message == message
+    source = archsmith.compile(ASSERTING)
+    # a comparison is negated as one, `not c` is `c`
+    assert "        if (depth - 4) % 6 != 0:\n            raise ValueError('the depth is 6n + 4')\n" in source
+    assert "        if width % 2:\n            raise ValueError('an even width')\n" in source
+    assert "    if depth < 4:\n        raise ValueError('a depth of at least 4')\n" in source
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    assert len(namespace["Net"](16).body) == 2
+    for args, message in [((15,), "the depth is 6n + 4"), ((10, 3, 3), "an even width"),
+                          ((-2,), "a depth of at least 4")]:
+        with pytest.raises(ValueError) as e:
+            namespace["Net"](*args)
+        assert str(e.value) == message
+
+
+def test_an_assert_that_holds_where_the_class_is_written_is_not_written():
+    source = archsmith.compile("""
+WIDTHS = [4, 8]
+block Unit(out) {
+    assert out > 0, "a positive width"
+    return x | conv: conv2d(out, 1)
+}
+block Net() {
+    assert len(WIDTHS) == 2, "two widths"
+    assert x.channels == 3, "an RGB input"
+    return x | a: Unit(WIDTHS[0])
+}
+model net = Net() input [3, 8, 8]
+""")
+    assert "if out <= 0:\n            raise ValueError('a positive width')" in source
+    assert "two widths" not in source
+    assert "if in_channels != 3:\n            raise ValueError('an RGB input')" in source  # any input width

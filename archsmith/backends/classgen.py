@@ -344,6 +344,8 @@ class Translator:
             elif isinstance(s, ast.Return):
                 self.do_return(s.value)
                 return True
+            elif isinstance(s, ast.Assert):
+                self.assert_stmt(s)
             elif isinstance(s, ast.If):
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
@@ -647,6 +649,31 @@ class Translator:
             for cond, earlier in reversed(self.pending_returns):
                 shape = tuple(self._merge_dim("out", [a, b], [], [cond]) for a, b in zip(earlier, shape))
         self.out_shape = shape
+
+    def assert_stmt(self, s: ast.Assert):
+        """`assert c, "message"`: the class refuses the arguments the spec refuses, where it is built
+        (`if not c: raise ValueError("message")`)."""
+        if self.inline:
+            return
+        cond = _condition(self.eval(s.cond))
+        if isinstance(cond, Const) and cond.value:
+            return
+        message = src(fold(self.eval(s.message)) if s.message is not None else Const("assertion failed"))
+        if isinstance(cond, Const):
+            self.emit_init(f"raise ValueError({message})")
+            return
+        self.emit_init(f"if {src(self.negation(s.cond))}:")
+        self.emit_init(f"    raise ValueError({message})")
+
+    def negation(self, cond):
+        """`not cond`, translated; a comparison negated as one (`n % 6 != 0`), `not c` as `c`."""
+        if isinstance(cond, ast.BinOp) and cond.op in _NEGATED:
+            negated = self.eval(ast.BinOp(_NEGATED[cond.op], cond.left, cond.right, cond.span))
+            if isinstance(fold(negated), Dyn) and fold(negated).boolean:
+                return negated
+        if isinstance(cond, ast.UnaryOp) and cond.op == "not":
+            return _condition(self.eval(cond.operand))
+        return not_(_condition(self.eval(cond)))
 
     # ------------------------------------------------------------------ conditionals
 
@@ -1453,6 +1480,8 @@ class Translator:
                             self.emit_init(Maybe(python, f"{python} = {value.src}"))
                         value = Dyn(python, ATOM, value.deps, value.boolean)
                     self.env[name] = value
+            elif isinstance(s, ast.Assert):
+                self.assert_stmt(s)
             elif isinstance(s, ast.For):
                 cur = self.seq_for(s, cur, seq)
             elif isinstance(s, ast.If):
@@ -1601,6 +1630,9 @@ class FnTranslator(Translator):
         for s in stmts:
             if isinstance(s, ast.Return):
                 out.append(f"{pad}return {src(self.eval(s.value))}")
+            elif isinstance(s, ast.Assert):
+                message = src(fold(self.eval(s.message)) if s.message is not None else Const("assertion failed"))
+                out += [f"{pad}if {src(self.negation(s.cond))}:", f"{pad}    raise ValueError({message})"]
             elif isinstance(s, (ast.Assign, ast.Unpack)):
                 value = src(self.eval(s.value))
                 target, names = self.loop_target(s.target if isinstance(s, ast.Assign) else s.targets, Const(None))
@@ -1633,6 +1665,7 @@ class _Bind:
 
 
 _MISSING = object()
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 _DIM_NAMES = {0: "channels", 1: "height", 2: "width"}
 
 
