@@ -227,6 +227,15 @@ class ParamDecl:
 
 
 @dataclass
+class Declare:
+    """`declare downsample, norm`: the layers' place in the block's module order (and so in its
+    checkpoint) is here, though they are declared where they are first applied, further on."""
+    names: list
+    spans: list
+    span: Span
+
+
+@dataclass
 class LayerStmt:
     item: LayerItem
     span: Span

@@ -418,6 +418,14 @@ class _ToAst(Transformer_NonRecursive):
                             hint="a statement starting with two names declares a tensor: `param name = zeros([n])`")
         return ast.ParamDecl(keyword == "buffer", str(name), init, self._s(meta), _span(self.path, name))
 
+    def declare_stmt(self, meta, children):
+        keyword, *names = children
+        if keyword != "declare":
+            raise SpecError(f"unexpected `{names[0]}` after `{keyword}`", _span(self.path, names[0]),
+                            hint="a statement starting with two names declares a tensor (`param name = zeros([n])`) "
+                                 "or a layer's place (`declare name`)")
+        return ast.Declare([str(n) for n in names], [_span(self.path, n) for n in names], self._s(meta))
+
     def layer_stmt(self, meta, children):
         return ast.LayerStmt(children[0], self._s(meta))
 

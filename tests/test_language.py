@@ -486,3 +486,35 @@ model net = Net() input [3, 8, 8]
     assert "if out <= 0:\n            raise ValueError('a positive width')" in source
     assert "two widths" not in source
     assert "if in_channels != 3:\n            raise ValueError('an RGB input')" in source  # any input width
+
+
+def test_declare_places_a_layer_in_the_module_order_before_its_first_use():
+    """timm registers a pre-activation block's projection first, though it reads the first norm's
+    output: `declare` gives a layer its place in the checkpoint before it is built."""
+    spec = """
+block B(out) {
+    declare proj
+    y = x | norm: batchnorm2d() | relu
+    shortcut = x
+    if x.channels != out {
+        shortcut = y | proj: conv2d(out, 1, bias=false)
+    }
+    return (y | conv: conv2d(out, 3, padding=1)) + shortcut
+}
+block Net() {
+    x = x | a: B(8)
+    return x | b: B(8)
+}
+model net = Net() input [3, 8, 8]
+"""
+    (model,) = elaborate_models(spec)
+    a, b = (layer.instance for layer in model.root.layers)
+    assert [l.name for l in a.layers] == ["proj", "norm", "conv"] and [l.name for l in b.layers] == ["norm", "conv"]
+    source = archsmith.compile(spec)
+    assert "        self.add_module('proj', None)  # its place in the state_dict; built below\n" \
+           "        self.norm = nn.BatchNorm2d(in_channels)\n" in source
+    net = archsmith.build(spec)
+    keys = [k for k in net.state_dict() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert keys == ["a.proj.weight", "a.norm.weight", "a.norm.bias", "a.conv.weight", "a.conv.bias",
+                    "b.norm.weight", "b.norm.bias", "b.conv.weight", "b.conv.bias"]
+    assert net.b.proj is None and net(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)

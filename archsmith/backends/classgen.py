@@ -346,6 +346,8 @@ class Translator:
                 return True
             elif isinstance(s, ast.Assert):
                 self.assert_stmt(s)
+            elif isinstance(s, ast.Declare):
+                self.declare_place(s)
             elif isinstance(s, ast.If):
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
@@ -664,6 +666,14 @@ class Translator:
             return
         self.emit_init(f"if {src(self.negation(s.cond))}:")
         self.emit_init(f"    raise ValueError({message})")
+
+    def declare_place(self, s: ast.Declare):
+        """`declare name`: the module registered here, empty until it is built (`add_module(name, None)`),
+        so that it keeps this place in the module's order."""
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps, "a `declare` in every iteration of a loop")
+        for name in s.names:
+            self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
 
     def negation(self, cond):
         """`not cond`, translated; a comparison negated as one (`n % 6 != 0`), `not c` as `c`."""
