@@ -29,6 +29,8 @@ FIXTURES = ROOT / "tests" / "fixtures" / "classes"
 SOURCES = {
     "resnet.arch": str(ROOT / "specs" / "resnet.arch"),
     "vgg.arch": str(ROOT / "specs" / "vgg.arch"),
+    "resnetv2.arch": str(ROOT / "specs" / "resnetv2.arch"),
+    "wide_resnet.arch": str(ROOT / "specs" / "wide_resnet.arch"),
     "tiny_resnet.arch": str(ROOT / "examples" / "tiny_resnet.arch"),
     **{p.name: str(p) for p in sorted(FIXTURES.glob("*.arch"))},
     **{f"constructs.{name}": getattr(constructs, name)
@@ -147,7 +149,8 @@ def _model_def(block):
     return ast.ModelDef("case", block.name, [], None, block.span, block.span, file=block.file)
 
 
-@pytest.mark.parametrize("source", [s for s in SOURCES if s not in ("resnet.arch", "vgg.arch")])
+@pytest.mark.parametrize("source", [s for s in SOURCES if s not in ("resnet.arch", "vgg.arch", "resnetv2.arch",
+                                                                  "wide_resnet.arch")])
 def test_each_factory_builds_its_own_model(source):
     """A file's models may share classes; each factory still builds its own model (`wide()` is not
     `small()`)."""
