@@ -51,8 +51,9 @@ def test_list_names_the_bundled_models():
     result = run("list")
     assert result.returncode == 0
     names = result.stdout.split()
-    assert {"resnet18", "resnet152", "vgg11", "vgg19_bn"} <= set(names)
-    assert len(names) == 13
+    assert {"resnet18", "resnet152", "vgg11", "vgg19_bn", "resnetv2_50", "preact_resnet1001", "wide_resnet50_2",
+            "wrn28_10"} <= set(names)
+    assert len(names) == 24
 
 
 def test_primitives_prints_the_reference_table():
