@@ -201,6 +201,14 @@ class Fail:
 
 
 @dataclass
+class Assert:
+    """`assert cond, "message {n}"`: the refusal `failure` where `cond` does not hold."""
+    cond: object
+    failure: Fail
+    span: Span
+
+
+@dataclass
 class If:
     branches: list  # [(cond, body)], the first is `if`, the rest `elif`
     orelse: Optional[list]
@@ -223,6 +231,15 @@ class ParamDecl:
     init: "Call"
     span: Span
     name_span: Span
+
+
+@dataclass
+class Declare:
+    """`declare downsample, norm`: the layers' place in the block's module order (and so in its
+    checkpoint) is here, though they are declared where they are first applied, further on."""
+    names: list
+    spans: list
+    span: Span
 
 
 @dataclass

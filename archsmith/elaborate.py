@@ -11,6 +11,7 @@ import networkx as nx
 
 from . import ast
 from .errors import did_you_mean
+from .queries import walk
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor, spec_literal,
                        is_int, layer_hint, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
@@ -49,6 +50,24 @@ def layer_name_problem(name: str):
     if name in RESERVED_LAYER_NAMES or (name.startswith("__") and name.endswith("__") and len(name) > 4):
         return f"a layer named `{name}` would hide nn.Module.{name}"
     return None
+
+
+def _layer_names(block, file) -> tuple:
+    """(the layer names a block's body writes, whether it also makes names only known when it runs)."""
+    names, dynamic = set(), False
+    for node in walk(block.body):
+        if not isinstance(node, ast.LayerItem):
+            continue
+        name = node.name
+        if name is None and isinstance(node.target, ast.Call):  # a def may name its layer
+            defn = file.scope.get(node.target.func)
+            name = defn.layer.name if isinstance(defn, ast.LayerDef) else None
+        if name is not None:
+            if all(isinstance(p, str) for p in name.parts):
+                names.add("".join(name.parts))
+            else:
+                dynamic = True
+    return names, dynamic
 
 
 def plain_layer_name(name: str) -> bool:
@@ -386,10 +405,15 @@ class Elaborator(Evaluator):
                 for v in self._iterable(s.iterable, scope):
                     self._bind_target(s.var, v, s.span, scope)
                     x = self._run_seq_body(s.body, x, scope, seq)
+            elif isinstance(s, ast.Assert):
+                self.check_assert(s, scope)
             elif isinstance(s, ast.If):
                 x = self._run_seq_body(self._branch(s, scope), x, scope, seq)
             elif isinstance(s, ast.Fail):
                 raise self.refusal(s, scope)
+            elif isinstance(s, ast.Declare):
+                raise self._err("`declare` places a layer of a block; a `seq`'s children are in the order written",
+                                s.span, scope.file)
             else:
                 raise self._err("a `seq` holds layers, loops and conditions; `return` is not allowed", s.span,
                                 scope.file)
@@ -470,7 +494,29 @@ class Elaborator(Evaluator):
         if not isinstance(result, Tensor):
             raise self._err(f"block `{defn.name}` must return a tensor, not {type_name(result)}", span, defn.file)
         inst.output = result
+        if inst.declared:  # each layer `declare`d at the place its statement stands
+            place = {name: (before, -1, i) for i, (name, before) in enumerate(inst.declared)}
+            order = sorted(range(len(inst.layers)), key=lambda i: place.get(inst.layers[i].name, (i, 0, 0)))
+            inst.layers = [inst.layers[i] for i in order]
         return inst
+
+
+    def _declare_place(self, s: ast.Declare, scope):
+        """`declare name`: the layer `name`, declared further on, takes its place in the module here."""
+        inst = scope.instance
+        known, dynamic = _layer_names(inst.block, scope.file)
+        for name, span in zip(s.names, s.spans):
+            existing = find_layer(inst, name)
+            if existing is not None:
+                raise self._err(f"`{name}` is declared already, so its place is where it is", span, scope.file,
+                                notes=[("declared here", existing.span)],
+                                hint="put the `declare` before the layer's first use")
+            if any(name == n for n, _ in inst.declared):
+                raise self._err(f"`{name}` is in a `declare` already", span, scope.file)
+            if name not in known and not dynamic:
+                raise self._err(f"block `{inst.block.name}` declares no layer `{name}`", span, scope.file,
+                                hint=did_you_mean(name, known))
+            inst.declared.append((name, len(inst.layers)))
 
 
     def _declare_parameter(self, s: ast.ParamDecl, scope) -> Tensor:
@@ -525,6 +571,10 @@ class Elaborator(Evaluator):
                     self._step(scope.instance, Step("alias", [value.key], [value.key], span=s.span))
             elif isinstance(s, ast.Return):
                 return self.eval(s.value, scope), s.value.span
+            elif isinstance(s, ast.Assert):
+                self.check_assert(s, scope)
+            elif isinstance(s, ast.Declare):
+                self._declare_place(s, scope)
             elif isinstance(s, ast.If):
                 result = self._run_block_body(self._branch(s, scope), scope)
                 if result is not MISSING:

@@ -18,7 +18,7 @@ from . import ast
 from .errors import SpecError, did_you_mean
 from .ir import Instance, Tensor
 from .primitives import PRIMITIVES, REQUIRED, fmt_shape
-from .queries import walk
+from .queries import names_in, walk
 
 MAX_RANGE = 100_000
 MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make the compiler hang
@@ -532,10 +532,10 @@ class Evaluator:
         return self.call_fn(defn, args, e.span, scope)
 
 
-    def refusal(self, s: "ast.Fail", scope) -> SpecError:
-        """The error an `error(message)` statement reached raises: the spec's message, located."""
+    def refusal(self, s: "ast.Fail", scope, hint=None) -> SpecError:
+        """The error an `error(message)` statement, or a failed `assert`, raises: the spec's message, located."""
         message = "".join(p if isinstance(p, str) else format_value(self.eval(p, scope)) for p in s.parts)
-        return self._err(message, s.span, scope.file)
+        return self._err(message, s.span, scope.file, hint=hint)
 
     def call_fn(self, defn, args, span, caller: Scope):
         """The value a fn returns for evaluated args [(name|None, value, span, expr)]."""
@@ -564,6 +564,8 @@ class Evaluator:
                 return self.eval(s.value, scope)
             if isinstance(s, (ast.Assign, ast.Unpack)):
                 self._assign(s, scope)
+            elif isinstance(s, ast.Assert):
+                self.check_assert(s, scope)
             elif isinstance(s, ast.If):
                 result = self._run_fn_body(self._branch(s, scope), scope)
             elif isinstance(s, ast.Fail):
@@ -755,6 +757,16 @@ class Evaluator:
                 raise self._err(f"`{defn.name}` needs `{p.name}`", call_span, caller.file,
                                 notes=[(f"`{defn.name}` is defined here", defn.span)])
             inner.vars[p.name] = value
+
+
+    def check_assert(self, s: ast.Assert, scope):
+        """`assert cond, "message"`: the message as an error at `cond` where it does not hold, with the
+        values of the names it reads."""
+        if self._truth(self.eval(s.cond, scope), s.cond.span, scope):
+            return
+        values = [f"`{n}` is {spec_literal(scope.vars[n])}" for n in sorted(names_in(s.cond))
+                  if n in scope.vars and not isinstance(scope.vars[n], Tensor) and not has_tensor(scope.vars[n])]
+        raise self.refusal(s.failure, scope, hint="here " + ", ".join(values) if values else None)
 
 
     def _branch(self, s: ast.If, scope):

@@ -74,6 +74,7 @@ class Instance:
     layers: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     input: Optional[Tensor] = None
+    declared: list = field(default_factory=list)  # (name, how many layers came before) of `declare`
     output: Optional[Tensor] = None
 
 

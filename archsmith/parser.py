@@ -17,7 +17,7 @@ _CLOSERS = set(_OPENERS.values())
 _DEFINING = ("BLOCK", "MODEL", "DEF", "FN", "IMPORT")  # keywords only where a top-level statement starts
 # tokens after which a `{` opens a record (`{out: 64}`), not a body: where an operand is expected
 _BEFORE_RECORD = {"EQUAL", "COMMA", "LPAR", "LSQB", "COLON", "PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT",
-                  "POW", "COMP_OP", "AUG_OP", "RETURN", "IN", "AND", "OR", "NOT", "IF"}
+                  "POW", "COMP_OP", "AUG_OP", "RETURN", "IN", "AND", "OR", "NOT", "IF", "ASSERT"}
 
 
 class _PostLexer:
@@ -123,7 +123,7 @@ def _collect(items, path, text) -> ast.SourceFile:
 # message of their own.
 
 _EXPRESSION_STARTS = {"NUMBER", "STRING", "NAME", "LPAR", "LSQB", "LBRACE", "MINUS", "NOT", "TRUE", "FALSE", "NONE"}
-_STATEMENT_STARTS = {"NAME", "STRING", "LPAR", "IF", "FOR", "RETURN", "SEQ"}
+_STATEMENT_STARTS = {"NAME", "STRING", "LPAR", "IF", "FOR", "RETURN", "SEQ", "ASSERT"}
 _LAYER_STARTS = {"NAME", "STRING", "SEQ"}
 # tokens that continue a complete expression: acceptable there, but never what is missing
 _CONTINUATIONS = {"PLUS", "MINUS", "STAR", "SLASH", "DSLASH", "PERCENT", "AT", "POW", "COMP_OP", "AND", "OR", "IF",
@@ -403,6 +403,11 @@ class _ToAst(Transformer_NonRecursive):
     def return_stmt(self, meta, children):
         return ast.Return(children[0], self._s(meta))
 
+    def assert_stmt(self, meta, children):
+        cond, message = children
+        parts = ["assertion failed"] if message is None else self._message(message)
+        return ast.Assert(cond, ast.Fail(parts, cond.span), self._s(meta))
+
     def if_stmt(self, meta, children):
         cond, body, *rest = children
         orelse = rest.pop() if rest and not isinstance(rest[-1], tuple) else None
@@ -422,6 +427,14 @@ class _ToAst(Transformer_NonRecursive):
                             hint="a statement starting with two names declares a tensor: `param name = zeros([n])`")
         return ast.ParamDecl(keyword == "buffer", str(name), init, self._s(meta), _span(self.path, name))
 
+    def declare_stmt(self, meta, children):
+        keyword, *names = children
+        if keyword != "declare":
+            raise SpecError(f"unexpected `{names[0]}` after `{keyword}`", _span(self.path, names[0]),
+                            hint="a statement starting with two names declares a tensor (`param name = zeros([n])`) "
+                                 "or a layer's place (`declare name`)")
+        return ast.Declare([str(n) for n in names], [_span(self.path, n) for n in names], self._s(meta))
+
     def layer_stmt(self, meta, children):
         item = children[0]
         target = item.target
@@ -429,10 +442,7 @@ class _ToAst(Transformer_NonRecursive):
             if len(target.args) != 1 or target.args[0].name is not None:
                 raise SpecError("`error` takes one message", target.span,
                                 hint='write `error("depth must be 6n + 4")`')
-            message = target.args[0].value
-            parts = (self._interpolated(message.value, message.span, "a message")
-                     if isinstance(message, ast.Literal) and isinstance(message.value, str) else [message])
-            return ast.Fail(parts, self._s(meta))
+            return ast.Fail(self._message(target.args[0].value), self._s(meta))
         return ast.LayerStmt(item, self._s(meta))
 
     # -- layers
@@ -454,6 +464,13 @@ class _ToAst(Transformer_NonRecursive):
         """`"block{s}-{i}"`: the text between braces is an expression."""
         span = self._s(meta)
         return ast.LayerName(self._interpolated(str(children[0])[1:-1], span, "a layer name"), span, quoted=True)
+
+    def _message(self, expr) -> list:
+        """The parts of an `error` or `assert` message, a string literal interpolated as a quoted layer name."""
+        if isinstance(expr, ast.Literal) and isinstance(expr.value, str):
+            return self._interpolated(expr.value, expr.span, "a message")
+        raise SpecError("a message is a string literal", expr.span,
+                        hint='values go between braces in it: "depth {depth} is not 6n + 4"')
 
     def _interpolated(self, text, span, what) -> list:
         """The parts of the string `text` written at `span`: text, and the expressions between braces."""

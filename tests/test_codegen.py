@@ -299,3 +299,15 @@ model net = Net() input [4, 8, 8]
         m = module.A(4, use=use).eval()
         torch.testing.assert_close(torch.jit.script(m)(x), m(x))
     assert module.B(use=True).q == 0.1
+
+
+def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
+    """The width after a def's loop, called in the caller's loop, is the caller's loop value: the
+    caller's loop is a Python loop over its parameters, not one class per list (found writing
+    resnetv2.arch)."""
+    from pathlib import Path
+    source = archsmith.compile(str(Path(__file__).parent / "fixtures" / "classes" / "def_loop_in_loop.arch"))
+    assert "    def __init__(self, depths: list, in_channels: int = 3, widths: list = [8, 16]) -> None:" in source
+    assert "            stages.append(stage(channels, widths[s], depths[s], 1 if s == 0 else 2))\n" \
+           "            channels = widths[s]\n" in source
+    assert "        self.norm = nn.BatchNorm2d(channels)" in source

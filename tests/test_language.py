@@ -498,3 +498,93 @@ model net = Net(width=8)
 """)
     assert model.input_shape == (3, 8, 8)
     assert model.output_shape[0] == 8
+
+
+ASSERTING = """
+fn blocks(depth) {
+    assert depth >= 4, "a depth of at least 4"
+    return (depth - 4) // 6
+}
+block Net(depth, width = 8) {
+    assert (depth - 4) % 6 == 0, "the depth is 6n + 4"
+    x = x | body: seq {
+        assert not width % 2, "an even width"
+        for i in range(blocks(depth)) { conv2d(width, 3, padding=1) }
+    }
+    return x
+}
+model net = Net(10) input [3, 8, 8]
+"""
+
+
+def test_assert_refuses_arguments_at_compile_time_and_in_the_generated_class():
+    assert archsmith.build(ASSERTING)(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)
+    for params, message in [({"depth": 15}, "the depth is 6n + 4"), ({"width": 3}, "an even width"),
+                            ({"depth": -2}, "a depth of at least 4")]:
+        with pytest.raises(archsmith.SpecError) as e:
+            archsmith.compile(ASSERTING, **params)
+        assert e.value.message == message
+    source = archsmith.compile(ASSERTING)
+    # a comparison is negated as one, `not c` is `c`
+    assert "        if (depth - 4) % 6 != 0:\n            raise ValueError('the depth is 6n + 4')\n" in source
+    assert "        if width % 2:\n            raise ValueError('an even width')\n" in source
+    assert "    if depth < 4:\n        raise ValueError('a depth of at least 4')\n" in source
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    assert len(namespace["Net"](16).body) == 2
+    for args, message in [((15,), "the depth is 6n + 4"), ((10, 3, 3), "an even width"),
+                          ((-2,), "a depth of at least 4")]:
+        with pytest.raises(ValueError) as e:
+            namespace["Net"](*args)
+        assert str(e.value) == message
+
+
+def test_an_assert_that_holds_where_the_class_is_written_is_not_written():
+    source = archsmith.compile("""
+WIDTHS = [4, 8]
+block Unit(out) {
+    assert out > 0, "a positive width"
+    return x | conv: conv2d(out, 1)
+}
+block Net() {
+    assert len(WIDTHS) == 2, "two widths"
+    assert x.channels == 3, "an RGB input"
+    return x | a: Unit(WIDTHS[0])
+}
+model net = Net() input [3, 8, 8]
+""")
+    assert "if out <= 0:\n            raise ValueError('a positive width')" in source
+    assert "two widths" not in source
+    assert "if in_channels != 3:\n            raise ValueError('an RGB input')" in source  # any input width
+
+
+def test_declare_places_a_layer_in_the_module_order_before_its_first_use():
+    """timm registers a pre-activation block's projection first, though it reads the first norm's
+    output: `declare` gives a layer its place in the checkpoint before it is built."""
+    spec = """
+block B(out) {
+    declare proj
+    y = x | norm: batchnorm2d() | relu
+    shortcut = x
+    if x.channels != out {
+        shortcut = y | proj: conv2d(out, 1, bias=false)
+    }
+    return (y | conv: conv2d(out, 3, padding=1)) + shortcut
+}
+block Net() {
+    x = x | a: B(8)
+    return x | b: B(8)
+}
+model net = Net() input [3, 8, 8]
+"""
+    (model,) = elaborate_models(spec)
+    a, b = (layer.instance for layer in model.root.layers)
+    assert [l.name for l in a.layers] == ["proj", "norm", "conv"] and [l.name for l in b.layers] == ["norm", "conv"]
+    source = archsmith.compile(spec)
+    assert "        self.add_module('proj', None)  # its place in the state_dict; built below\n" \
+           "        self.norm = nn.BatchNorm2d(in_channels)\n" in source
+    net = archsmith.build(spec)
+    keys = [k for k in net.state_dict() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert keys == ["a.proj.weight", "a.norm.weight", "a.norm.bias", "a.conv.weight", "a.conv.bias",
+                    "b.norm.weight", "b.norm.bias", "b.conv.weight", "b.conv.bias"]
+    assert net.b.proj is None and net(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)

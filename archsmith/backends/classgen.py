@@ -181,6 +181,7 @@ class Translator:
         self.live_curs: list = []  # the tensor flowing through each seq being built
         self.maybe_layers: dict = {}  # layers declared under a condition -> what the condition reads
         self.branch_deps = frozenset()  # what the conditions of the branch being written read
+        self.refused = False  # whether the branch being written ends in `raise ValueError` (an `error`)
         self.pending_returns: list = []  # (condition, shape) of returns in an `if` the path went on after
         self.out_shape = None
         self.result = ClassSource()
@@ -361,7 +362,12 @@ class Translator:
                 return True
             elif isinstance(s, ast.Fail):
                 self.emit_init(self.refusal(s))
+                self.refused = True
                 return True
+            elif isinstance(s, ast.Assert):
+                self.assert_stmt(s)
+            elif isinstance(s, ast.Declare):
+                self.declare_place(s)
             elif isinstance(s, ast.If):
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
@@ -602,15 +608,16 @@ class Translator:
         for name, v in self.leaves(target, value):
             self.env[name] = v
 
-    def loop_target(self, target, it, fresh=False):
+    def loop_target(self, target, it, fresh=False, mark=frozenset()):
         """(Python source, {spec name: value}) of the variables of a Python loop over `it`; `fresh`:
-        names of their own (a comprehension's), else the spec names' names in the class."""
+        names of their own (a comprehension's), else the spec names' names in the class; `mark`:
+        dependencies that tell this loop's values from those of the loops around it."""
         if isinstance(target, str):
             name = target if self.inline else (self.ns.create(target) if fresh else self.pyname(target))
-            return name, {target: Dyn(name, deps=deps(it) | {LOCAL})}
+            return name, {target: Dyn(name, deps=deps(it) | {LOCAL} | mark)}
         parts, env = [], {}
         for t in target:
-            part, names = self.loop_target(t, it, fresh)
+            part, names = self.loop_target(t, it, fresh, mark)
             parts.append(f"({part})" if isinstance(t, list) else part)
             env.update(names)
         return ", ".join(parts), env
@@ -665,6 +672,38 @@ class Translator:
                 shape = tuple(self._merge_dim("out", [a, b], [], [cond]) for a, b in zip(earlier, shape))
         self.out_shape = shape
 
+    def assert_stmt(self, s: ast.Assert):
+        """`assert c, "message"`: the class refuses the arguments the spec refuses, where it is built
+        (`if not c: raise ValueError("message")`)."""
+        if self.inline:
+            return
+        cond = _condition(self.eval(s.cond))
+        if isinstance(cond, Const) and cond.value:
+            return
+        if isinstance(cond, Const):
+            self.emit_init(self.refusal(s.failure))
+            return
+        self.emit_init(f"if {src(self.negation(s.cond))}:")
+        self.emit_init("    " + self.refusal(s.failure))
+
+    def declare_place(self, s: ast.Declare):
+        """`declare name`: the module registered here, empty until it is built (`add_module(name, None)`),
+        so that it keeps this place in the module's order."""
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps, "a `declare` in every iteration of a loop")
+        for name in s.names:
+            self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
+
+    def negation(self, cond):
+        """`not cond`, translated; a comparison negated as one (`n % 6 != 0`), `not c` as `c`."""
+        if isinstance(cond, ast.BinOp) and cond.op in _NEGATED:
+            negated = self.eval(ast.BinOp(_NEGATED[cond.op], cond.left, cond.right, cond.span))
+            if isinstance(fold(negated), Dyn) and fold(negated).boolean:
+                return negated
+        if isinstance(cond, ast.UnaryOp) and cond.op == "not":
+            return _condition(self.eval(cond.operand))
+        return not_(_condition(self.eval(cond)))
+
     # ------------------------------------------------------------------ conditionals
 
     def if_stmt(self, s: ast.If, run, cur=None, seq=None):
@@ -692,21 +731,22 @@ class Translator:
         done = []  # (cond, init, fwd, env, result, layers it declared)
         declared = dict(before_layers)
         returned = []  # the shapes the branches return
-        outer_deps = self.branch_deps
+        outer_deps, outer_refused = self.branch_deps, self.refused
         for cond, body in clauses:
             self.env, self.layers = dict(before_env), dict(before_layers)
             self.out_shape = None
             self.branch_deps = frozenset().union(*[deps(c) for c, _ in clauses[:len(done) + 1] if c is not None])
+            self.refused = False
             with self.capture() as (init, fwd):
                 result = run(body) if seq is None else run(body, cur, seq)
-            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers)])
+            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers), self.refused])
             declared.update(self.layers)
             if self.out_shape is not None:
                 returned.append((cond, self.out_shape))
         self.env, self.layers = dict(before_env), declared
         self.out_shape = None
-        self.branch_deps = outer_deps
-        if returned and len(returned) < len(done):  # some branches return, the others go on
+        self.branch_deps, self.refused = outer_deps, outer_refused or all(d[6] for d in done)
+        if returned and len(returned) < sum(not d[6] for d in done):  # some branches return, the others go on
             if any(c is None for c, _ in returned) or len(returned[0][1]) != len(returned[-1][1]):
                 raise Untranslatable(frozenset().union(*[deps(d[0]) for d in done if d[0] is not None]),
                                      "an `else` that returns while its `if` goes on")
@@ -718,8 +758,7 @@ class Translator:
                                    for i in range(len(returned[0][1])))
         elif returned:
             self.out_shape = returned[0][1]
-        live = [d for d in done if seq is not None or not d[4]]
-        conds = [d[0] for d in done]
+        live = [d for d in done if (seq is not None or not d[4]) and not d[6]]
         # values that differ between the branches are Python variables after the `if`
         for key in sorted(set().union(*[set(d[3]) for d in live])) if live else []:
             values = [d[3].get(key) for d in live]
@@ -730,14 +769,16 @@ class Translator:
                 continue
             self.env[key] = self._merge(key, values, live, [d[0] for d in live])
         if seq is not None:
-            shapes = [d[4].shape for d in done]
-            cur = TVal(tuple(self._merge_dim(f"{_DIM_NAMES.get(i, f'dim{i}')}", [s[i] for s in shapes], done, conds)
+            going_on = [d for d in done if not d[6]] or done
+            shapes = [d[4].shape for d in going_on]
+            cur = TVal(tuple(self._merge_dim(f"{_DIM_NAMES.get(i, f'dim{i}')}", [s[i] for s in shapes], going_on,
+                                             [d[0] for d in going_on])
                              for i in range(len(shapes[0]))), "")
         # layers only some branches declare are None in the others
         cond_deps = frozenset().union(*[deps(d[0]) for d in done if d[0] is not None])
         for name in sorted(set().union(*[d[5] for d in done]) - set(before_layers), key=list(self.layers).index):
             for d in done:
-                if name not in d[5]:
+                if name not in d[5] and not d[6]:
                     d[1].append("    " * (self.ii + 1) + _set_module(name, "None"))
                     self.maybe_layers[name] = self.maybe_layers.get(name, frozenset()) | cond_deps
         self._write_chain(done, before_layers)
@@ -790,6 +831,13 @@ class Translator:
             self.init.append(f"{pad_i}{head} {src(cond)}:" if cond is not None else f"{pad_i}else:")
             self.init.extend(d[1] or [f"{pad_i}    pass"])
         if self.inline or not any(_has_content(d[2]) for d in done):
+            return
+        # forward never runs where __init__ refused: its chain has the other branches, or one if they agree
+        done = [d for d in done if not d[6]]
+        if not done:
+            return
+        if all(d[2] == done[0][2] for d in done):
+            self.fwd.extend(_dedent(done[0][2]))
             return
         if self.loop_deps is not None:
             raise Untranslatable(self.loop_deps | frozenset().union(*[deps(d[0]) for d in done if d[0] is not None]),
@@ -1498,12 +1546,15 @@ class Translator:
                             self.emit_init(Maybe(python, f"{python} = {value.src}"))
                         value = Dyn(python, ATOM, value.deps, value.boolean)
                     self.env[name] = value
+            elif isinstance(s, ast.Assert):
+                self.assert_stmt(s)
             elif isinstance(s, ast.For):
                 cur = self.seq_for(s, cur, seq)
             elif isinstance(s, ast.If):
                 cur = self.if_stmt(s, self.seq_body, cur, seq)
             elif isinstance(s, ast.Fail):
                 self.emit_init(self.refusal(s))
+                self.refused = True
         return cur
 
     def refusal(self, s: ast.Fail) -> str:
@@ -1522,12 +1573,14 @@ class Translator:
                 cur = self.seq_body(s.body, cur, seq)
             return cur
         seq.go_dynamic()
-        var, loop_var = self.loop_target(s.var, it)
+        # what this loop's variables feed: a def's arguments may depend on the caller's loop (LOCAL)
+        mark = frozenset({f"@loop{id(s)}"})
+        var, loop_var = self.loop_target(s.var, it, mark=mark)
         carried = sorted(n for n in _assigned(s.body) if n in self.env)
         dims = [i for i, d in enumerate(cur.shape) if not isinstance(d, Missing)]
         # first pass: every dimension in a variable, to see which ones the body changes
         names = set(self.ns.used), set(self.fns.used), dict(self.pynames), dict(self.stored)
-        _, end, assigned = self._loop_pass(s, cur, seq, loop_var, {i: f"@{i}" for i in dims}, carried, it)
+        _, end, assigned = self._loop_pass(s, cur, seq, loop_var, {i: f"@{i}" for i in dims}, carried, it, mark)
         self.ns.used, self.fns.used, self.pynames, self.stored = names
         changed = {i: None for i in dims if not same(end.shape[i], cur.shape[i]) and (
             not (isinstance(end.shape[i], Dyn) and end.shape[i].src == f"@{i}") or f"@{i}" in assigned)}
@@ -1551,7 +1604,7 @@ class Translator:
             name = self.pyname(n)
             if not self.inline and not (isinstance(value, Dyn) and value.src == name):
                 self.emit_init(Maybe(name, f"{name} = {src(value)}"))
-        lines, end, _ = self._loop_pass(s, cur, seq, loop_var, changed, carried, it)
+        lines, end, _ = self._loop_pass(s, cur, seq, loop_var, changed, carried, it, mark)
         self.emit_init(f"for {var} in {self.loop_iterable(it, s.var)}:")
         self.init.extend(lines)
         for n in carried + sorted(n for n in _assigned(s.body) if n not in carried):
@@ -1560,19 +1613,19 @@ class Translator:
         for i, name in changed.items():
             if self.inline:
                 d = end.shape[i]
-                shape[i] = d if not ({LOCAL} & deps(d)) else Missing(deps(d) | deps(it))
+                shape[i] = d if not (mark & deps(d)) else Missing(deps(d) | deps(it))
             else:
                 shape[i] = Dyn(name, deps=deps(it) | deps(end.shape[i]) | deps(cur.shape[i]))
         return TVal(tuple(shape), "")
 
-    def _loop_pass(self, s, cur, seq, loop_var, shadows: dict, carried, it):
+    def _loop_pass(self, s, cur, seq, loop_var, shadows: dict, carried, it, mark=frozenset()):
         saved_env = dict(self.env)
         shape = list(cur.shape)
         for i, name in shadows.items():
-            shape[i] = Dyn(name, deps=deps(it) | deps(cur.shape[i]) | {LOCAL})
+            shape[i] = Dyn(name, deps=deps(it) | deps(cur.shape[i]) | {LOCAL} | mark)
         self.env.update(loop_var)
         for n in carried:
-            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL})
+            self.env[n] = Dyn(self.pyname(n), deps=deps(it) | deps(self.env[n]) | {LOCAL} | mark)
         assigned = set()
         with self.capture() as (init, _):
             end = self.seq_body(s.body, TVal(tuple(shape), ""), seq)
@@ -1653,6 +1706,8 @@ class FnTranslator(Translator):
         for s in stmts:
             if isinstance(s, ast.Return):
                 out.append(f"{pad}return {src(self.eval(s.value))}")
+            elif isinstance(s, ast.Assert):
+                out += [f"{pad}if {src(self.negation(s.cond))}:", f"{pad}    {self.refusal(s.failure)}"]
             elif isinstance(s, (ast.Assign, ast.Unpack)):
                 value = src(self.eval(s.value))
                 target, names = self.loop_target(s.target if isinstance(s, ast.Assign) else s.targets, Const(None))
@@ -1687,6 +1742,7 @@ class _Bind:
 
 
 _MISSING = object()
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 _DIM_NAMES = {0: "channels", 1: "height", 2: "width"}
 
 
@@ -1731,6 +1787,13 @@ def _hint(values) -> str:
     if len(kinds) != 1:
         return ""
     return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}.get(kinds.pop(), "")
+
+
+def _dedent(lines) -> list:
+    """Lines of a branch, one level out: what every branch that can run does, written unconditionally."""
+    def out(line: str) -> str:
+        return "\n".join(l[4:] if l.startswith("    ") else l for l in line.split("\n"))
+    return [Maybe(l.name, out(l.line)) if isinstance(l, Maybe) else out(l) for l in lines]
 
 
 def _has_content(lines) -> bool:
