@@ -16,7 +16,9 @@ REFERENCE = {
     "resnext50_32x4d": (25_028_904, 320, 4.230), "resnext101_32x8d": (88_791_336, 626, 16.414),
     "resnext101_64x4d": (83_455_272, 626, 15.460),
     "seresnet50": (28_088_024, 384, 4.092), "seresnet101": (49_326_872, 758, 7.806),
-}
+    "resnetv2_50": (25_549_352, 300, 4.089), "resnetv2_101": (44_541_480, 606, 7.801),
+    "wide_resnet50_2": (68_883_240, 320, 11.398), "wide_resnet101_2": (126_886_696, 626, 22.753),
+}  # ResNeSt's figures are in test_resnest.py: its larger models take larger inputs
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

@@ -146,14 +146,14 @@ def test_generated_source_reads_like_timms():
     source = archsmith.compile(str(ROOT / "specs" / "resnest.arch"))
     tree = ast.parse(source)
     assert [n.name for n in tree.body if isinstance(n, ast.ClassDef)] == \
-        ["DropPath", "SplitAttn", "ResNestBottleneck", "ResNeSt"]  # one class per block, for every model
+        ["DropPath", "SplitAttn", "ZeroPadShortcut", "ResNestBottleneck", "ResNeSt"]  # one per block, every model
     assert "    return ResNeSt([3, 30, 48, 8], stem_width=64)" in source
     assert "    return ResNeSt([3, 4, 6, 3], radix=4, cardinality=2, base_width=40, avd_first=True)" in source
     assert "self.fc1 = nn.Conv2d(out, attn_chs, kernel_size=1, groups=groups)" in source
     assert "self.conv3 = conv1x1(width, out_channels)" in source
     assert "            self.avd_last = nn.AvgPool2d(kernel_size=3, stride=stride, padding=1)" in source
     assert "        if self.avd_last is not None:\n            out = self.avd_last(out)" in source
-    assert "out = drop_path(out, self.drop_path_rate, self.training) + shortcut" in source
+    assert "out = drop_path(out, self.drop_path_rate, self.training) + identity" in source
     r50 = archsmith.compile(str(ROOT / "specs" / "resnest.arch"), model="resnest50d")
     r269 = archsmith.compile(str(ROOT / "specs" / "resnest.arch"), model="resnest269e")
     assert len(r269.splitlines()) == len(r50.splitlines())
