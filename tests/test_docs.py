@@ -140,3 +140,13 @@ def test_the_values_the_page_shows_are_computed():
 def test_the_readme_counts_the_primitives():
     from archsmith.primitives import PRIMITIVES
     assert f"from {len(PRIMITIVES)} primitives" in README
+
+
+def test_the_standard_library_table_lists_every_definition_with_its_signature():
+    """Section 12.1 is how a user learns std.arch without reading it: every block, def and fn, as declared."""
+    std = (Path(__file__).resolve().parent.parent / "specs" / "std.arch").read_text()
+    table = DOC[DOC.index("### 12.1 The standard library"):].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)\((.*?)\)` \| (block|def|fn):", table, re.M)
+    declared = [(name, re.sub(r"\s+", " ", params), kind)
+                for kind, name, params in re.findall(r"^(block|def|fn) (\w+)\((.*?)\)", std, re.M | re.S)]
+    assert sorted(listed) == sorted(declared)
