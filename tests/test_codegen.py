@@ -311,3 +311,69 @@ def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
     assert "            stages.append(stage(channels, widths[s], depths[s], 1 if s == 0 else 2))\n" \
            "            channels = widths[s]\n" in source
     assert "        self.norm = nn.BatchNorm2d(channels)" in source
+
+
+def _module(source, name):
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    return namespace[name]
+
+
+def test_a_value_read_later_keeps_the_variable_it_reads():
+    """`outs + [relu(sp)]` in an unrolled loop: each entry reads its own iteration's `sp`, though the
+    spec reuses the name (found writing Res2Net from the docs)."""
+    import torch
+    source = compile_text("""
+block P(width) {
+    parts = chunk(x, 3)
+    outs = []
+    for i in range(3) {
+        sp = parts[i] | "{i}": conv2d(width, 3, padding=1, bias=false)
+        outs = outs + [relu(sp)]
+    }
+    return concat(outs)
+}
+model m = P(4) input [12, 8, 8]
+""")
+    net = _module(source, "P")(4, in_channels=12)
+    x = torch.randn(2, 12, 8, 8)
+    parts = x.chunk(3, 1)
+    expected = torch.cat([torch.relu(getattr(net, str(i))(parts[i])) for i in range(3)], 1)
+    torch.testing.assert_close(net(x), expected)
+
+
+def test_a_tensor_merged_after_an_if_does_not_overwrite_one_a_list_still_holds():
+    """Res2Net's hierarchy: `sp` differs between the branches of an `if` on a parameter, and the
+    list of outputs holds the previous iteration's `sp`: the merge takes a new name."""
+    import torch
+    source = compile_text("""
+block H(width, first = false) {
+    parts = chunk(x, 3)
+    outs = []
+    sp = parts[0]
+    for i in range(3) {
+        if i == 0 or first {
+            sp = parts[i]
+        } else {
+            sp = sp + parts[i]
+        }
+        sp = sp | "{i}": conv2d(width, 3, padding=1, bias=false)
+        outs = outs + [sp]
+    }
+    return concat(outs)
+}
+block N() {
+    x = x | a: H(4) | b: H(4, true)
+    return x
+}
+model m = N() input [12, 8, 8]
+""")
+    x = torch.randn(2, 12, 8, 8)
+    for first in (False, True):
+        net = _module(source, "H")(12, 4, first=first)
+        parts, outs, sp = x.chunk(3, 1), [], None
+        for i in range(3):
+            sp = parts[i] if i == 0 or first else sp + parts[i]
+            sp = getattr(net, str(i))(sp)
+            outs.append(sp)
+        torch.testing.assert_close(net(x), torch.cat(outs, 1))

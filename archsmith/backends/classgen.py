@@ -633,10 +633,11 @@ class Translator:
                 return found.group(1)
         return wrap(source, prec, 1)
 
-    def fwd_target(self, var: str) -> str:
-        """The forward name for `var`, unless it holds a value still needed under another spec name."""
+    def fwd_target(self, var: str, live=frozenset()) -> str:
+        """The forward name for `var`, unless it holds a value still needed under another spec name
+        (here, or in `live`: the names other values read)."""
         name = self.fname(var)
-        live = set()
+        live = set(live)
         for k, v in self.env.items():
             if k != var:
                 live |= _fwd_names(v)
@@ -788,7 +789,9 @@ class Translator:
 
     def _merge(self, key, values, live, conds):
         if all(isinstance(v, TVal) for v in values):
-            name = self.fname(key)
+            # not a name another value of a branch still reads (an earlier `sp` in a list)
+            name = self.fwd_target(key, set().union(*[_fwd_names(v) for d in live for k, v in d[3].items()
+                                                     if k != key]))
             for d, v in zip(live, values):
                 if v.fwd != name:
                     d[2].append("    " * (self.fi + 1) + f"{name} = {v.fwd}")
@@ -1806,8 +1809,10 @@ def _reads(line: str, name: str) -> bool:
 
 
 def _fwd_names(v) -> set:
+    """The forward variables a value's expression reads (`F.relu(sp)` reads `sp`): while it is live,
+    none of them may be assigned anew."""
     if isinstance(v, (TVal, TList)):
-        return {re.match(r"[A-Za-z_]\w*", v.fwd).group(0)} if re.match(r"[A-Za-z_]\w*", v.fwd) else set()
+        return set(re.findall(r"(?<![\w.'\"])([A-Za-z_]\w*)\b(?!\s*=(?!=))", v.fwd))
     if isinstance(v, SList):
         return set().union(*[_fwd_names(i) for i in v.items]) if v.items else set()
     return set()
