@@ -377,3 +377,23 @@ model m = N() input [12, 8, 8]
             sp = getattr(net, str(i))(sp)
             outs.append(sp)
         torch.testing.assert_close(net(x), torch.cat(outs, 1))
+
+
+def test_a_class_written_for_fixed_values_says_which_and_why():
+    """A user calling a generated class with other arguments learns from its docstring that it cannot
+    take them, and what in the spec fixed them (found writing Res2Net from the docs)."""
+    source = compile_text("""
+block B(n = 2) {
+    parts = chunk(x, n)
+    return concat([parts[i] | "c{i}": conv2d(4, 1) for i in range(n)])
+}
+block Net(width = 8) {
+    x = x | stem: conv2d(width, 1)
+    return x | one: B() | two: B(4)
+}
+model m = Net() input [3, 8, 8]
+""")
+    doc = {n.name: ast.get_docstring(n) for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
+    assert " ".join(doc["BN2"].split()) == ("Block `B` of <string>:2. Written for `n=2`: a chunk into a number of "
+                                            "parts known only at construction. Compile the spec again for other values.")
+    assert "Written for" not in doc["Net"]  # `width` stays a parameter

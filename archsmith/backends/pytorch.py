@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ class Generator:
     def __init__(self, models: list):
         self.models = models
         self.fixed_names: dict = {}  # id(block) -> names made literal in its classes
+        self.fixed_why: dict = {}  # id(block) -> {name: why the generator made it literal}
         self.classes: "OrderedDict[tuple, ClassInfo]" = OrderedDict()
         self.order: list = []  # ClassInfo, children first
         self.factory_names: dict = {}  # model name -> its factory function's name
@@ -93,6 +95,8 @@ class Generator:
         if not new:
             raise RuntimeError(f"cannot write block `{block.name}`: {failure.why}")
         fixed |= new
+        for name in new:
+            self.fixed_why.setdefault(id(block), {})[name] = failure.why
 
     def _translate_all(self):
         self.classes, self.order, self._inline, self.functions = OrderedDict(), [], {}, OrderedDict()
@@ -377,7 +381,7 @@ class Generator:
         params = _params(info)
         out = [f"class {info.name}(nn.Module):"]
         where = f"Block `{info.block.name}` of {_short(info.block.span.path)}:{info.block.span.line}."
-        out += _docstring(info.block.doc, where, "    ")
+        out += _docstring(info.block.doc, where + self._fixed_note(info), "    ")
         if id(info.block) in self.width_params and not info.fixed:
             out += [""] + self._width_method(info)
         out += ["", f"    def __init__({', '.join(['self'] + params)}) -> None:", "        super().__init__()"]
@@ -385,6 +389,21 @@ class Generator:
         out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.forward]
         return out
+
+    def _fixed_note(self, info: ClassInfo) -> str:
+        """Why this class is written for some values of its block's parameters only, where the generator
+        made them literal (a user calling it with other values is told where to look)."""
+        why = self.fixed_why.get(id(info.block), {})
+        reasons: dict = {}
+        for name, value in info.fixed.items():
+            if name in why:
+                shown = ("`in_channels=" + repr(value) + "`" if name == IN else "an input of "
+                         + "x".join(map(str, value)) if name == SPATIAL else f"`{name}={literal(value)}`")
+                reasons.setdefault(why[name], []).append(shown)
+        if not reasons:
+            return ""
+        notes = [f"Written for {', '.join(values)}: {why}." for why, values in reasons.items()]
+        return "\n" + "\n".join(textwrap.wrap(" ".join(notes) + " Compile the spec again for other values.", 100))
 
 
 def _params(info: ClassInfo) -> list:

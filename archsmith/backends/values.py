@@ -276,10 +276,12 @@ def src_prec(v):
     if isinstance(v, SList):
         return (v.source or "[" + ", ".join(src(i) for i in v.items) + "]"), ATOM
     if isinstance(v, Missing):
-        raise Untranslatable(v.deps, "a dimension that is known only when the tensor exists")
+        raise Untranslatable(v.deps, "a tensor size the spec reads, which the class knows only in forward")
     if isinstance(v, RVal):
         raise Untranslatable(deps(v), "a record whose fields are known only at construction")
-    raise Untranslatable(deps(v), f"{type(v).__name__} has no constructor-time value")
+    what = {"TVal": "a tensor", "TList": "a list of tensors", "TTuple": "the tensors of a split"}.get(
+        type(v).__name__, "a value known only in forward")
+    raise Untranslatable(deps(v), f"{what} where __init__ needs a value, such as a list of tensors an `if` chooses")
 
 
 def src(v) -> str:
