@@ -10,7 +10,7 @@ from typing import Optional
 import networkx as nx
 
 from . import ast
-from .errors import did_you_mean
+from .errors import SpecError, did_you_mean
 from .queries import walk
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor, spec_literal,
                        is_int, layer_hint, type_name)
@@ -269,6 +269,8 @@ class Elaborator(Evaluator):
             # the def's layer is declared in the caller's block (or seq), evaluated in the def's own names
             inner = inner.derive(layer_name=inner_name, site_span=call.span)
             return self._apply_item(ast.LayerItem(None, item.target, item.span), x, inner, seq)
+        except SpecError as e:
+            raise _used_here(e, defn, call.span)
         finally:
             self.stack.pop()
 
@@ -485,6 +487,8 @@ class Elaborator(Evaluator):
         self.stack.append(defn)
         try:
             result = self._run_block_body(defn.body, scope)
+        except SpecError as e:
+            raise _used_here(e, defn, call_span)
         finally:
             self.stack.pop()
         if result is MISSING:
@@ -595,3 +599,10 @@ class Elaborator(Evaluator):
         return MISSING
 
 
+def _used_here(error: SpecError, defn, call_span) -> SpecError:
+    """An error inside a definition of another file (a library's block) also shows where this file
+    used it, once per file on the way: the mistake is often in the arguments."""
+    if error.span is not None and call_span is not None and error.span.path != call_span.path \
+            and all(span.path != call_span.path for _, span in error.notes if span is not None):
+        error.notes.append((f"in `{defn.name}`, used here", call_span))
+    return error

@@ -849,3 +849,32 @@ def test_check_of_a_library_evaluates_its_constants(tmp_path):
 ])
 def test_did_you_mean_suggests_typos_only(word, candidates, hint):
     assert archsmith.errors.did_you_mean(word, candidates) == hint
+
+
+def test_an_error_inside_a_library_shows_where_each_file_used_it(tmp_path):
+    """The mistake is often in the arguments: `downsample(shortcut, ...)` with `shortcut` a tensor fails
+    inside std.arch, and the note points at the user's line (and the library's own use of it)."""
+    (tmp_path / "mylib.arch").write_text(
+        'import "std"\n'
+        "block Unit(planes, stride = 1) {\n"
+        "    shortcut = x\n"
+        "    shortcut = x | downsample: downsample(shortcut, planes, stride)\n"
+        "    return (x | conv: conv3x3(planes, stride)) + shortcut\n"
+        "}\n")
+    (tmp_path / "net.arch").write_text(
+        'import "mylib"\n'
+        "block Net() {\n"
+        "    return x | unit: Unit(8, 2)\n"
+        "}\n"
+        "model net = Net() input [4, 8, 8]\n")
+    with pytest.raises(archsmith.SpecError) as e:
+        archsmith.compile(str(tmp_path / "net.arch"))
+    assert e.value.span.path.endswith("std.arch") and e.value.message == "`==` cannot combine a tensor and a string"
+    assert [(note, span.path.rpartition("/")[2], span.line) for note, span in e.value.notes] == [
+        ("in `downsample`, used here", "mylib.arch", 4), ("in `Unit`, used here", "net.arch", 3)]
+
+
+def test_a_size_mismatch_names_the_dimension_in_the_plural():
+    with pytest.raises(archsmith.SpecError) as e:
+        archsmith.compile("block Net() {\n    return x + (x | pool: maxpool2d(2))\n}\nmodel net = Net() input [4, 8, 8]\n")
+    assert e.value.message.endswith(": heights differ (8 vs 4)")
