@@ -283,7 +283,7 @@ CASES = [
     Case("import-self", "self_import.arch",
          2, 1, "import cycle: self_import.arch -> self_import.arch", file="self_import.arch"),
     Case("imported-twice", "twice_main.arch",
-         3, 1, "`ConvBnAct` is imported twice", file="twice_main.arch"),
+         3, 1, "`ConvBnAct` is imported twice", hint="or define `ConvBnAct` in this file", file="twice_main.arch"),
 
     # ------------------------------------------------------------------ blocks and layers
     Case("block-instantiates-itself",
@@ -878,3 +878,11 @@ def test_a_size_mismatch_names_the_dimension_in_the_plural():
     with pytest.raises(archsmith.SpecError) as e:
         archsmith.compile("block Net() {\n    return x + (x | pool: maxpool2d(2))\n}\nmodel net = Net() input [4, 8, 8]\n")
     assert e.value.message.endswith(": heights differ (8 vs 4)")
+
+
+def test_a_name_two_imports_define_is_no_clash_where_the_file_defines_it(tmp_path):
+    for lib in ("a", "b"):
+        (tmp_path / f"{lib}.arch").write_text(f"def stage(out) = conv2d(out, {1 if lib == 'a' else 3}, padding=0)\n")
+    (tmp_path / "net.arch").write_text('import "a"\nimport "b"\ndef stage(out) = conv2d(out, 5, padding=2)\n'
+                                       "block Net() {\n    return x | s: stage(4)\n}\nmodel net = Net() input [3, 8, 8]\n")
+    assert "kernel_size=5" in archsmith.compile(str(tmp_path / "net.arch"))
