@@ -397,3 +397,16 @@ model m = Net() input [3, 8, 8]
     assert " ".join(doc["BN2"].split()) == ("Block `B` of <string>:2. Written for `n=2`: a chunk into a number of "
                                             "parts known only at construction. Compile the spec again for other values.")
     assert "Written for" not in doc["Net"]  # `width` stays a parameter
+
+
+def test_a_width_from_a_slice_at_zero_is_written_without_minus_zero():
+    source = compile_text("""
+block S(w = 2) {
+    return slice(x, 0, 2 * w) | conv: conv2d(4, 1)
+}
+block Net() {
+    return x | a: S() | b: S(1)
+}
+model m = Net() input [8, 4, 4]
+""")
+    assert "self.conv = nn.Conv2d(2 * w, 4, kernel_size=1)" in source

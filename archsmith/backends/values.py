@@ -153,9 +153,9 @@ def binop(op: str, a, b):
         return SList(a.items + [Const(i) for i in b.value])
     if op == "+" and isinstance(a, Const) and isinstance(a.value, list) and isinstance(b, SList):
         return SList([Const(i) for i in a.value] + b.items)
-    if op in ("*", "+") and isinstance(b, Const) and is_int(b.value) and b.value == (1 if op == "*" else 0) \
+    if op in ("*", "+", "-") and isinstance(b, Const) and is_int(b.value) and b.value == (1 if op == "*" else 0) \
             and isinstance(a, Dyn) and not a.boolean:
-        return a
+        return a  # `w * 1`, `w + 0`, `w - 0`
     if op in ("*", "+") and isinstance(a, Const) and is_int(a.value) and a.value == (1 if op == "*" else 0) \
             and isinstance(b, Dyn) and not b.boolean:
         return b
