@@ -76,6 +76,22 @@ def plain_layer_name(name: str) -> bool:
     return name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
 
 
+def joined_shape(tensors: list, span, scope, evaluator) -> tuple:
+    """The shape of a list of tensors a block takes as its input: theirs joined on channels, as
+    `concat` joins them. They must be batched and agree in every other dimension."""
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise evaluator._err(f"`|` sends a tensor (or a list of tensors) into a layer, but this is "
+                             f"{type_name(tensors)}", span, scope.file)
+    if not all(t.batched for t in tensors):
+        raise evaluator._unbatched(span, scope)
+    first = tensors[0].shape
+    for t in tensors[1:]:
+        if len(t.shape) != len(first) or t.shape[1:] != first[1:]:
+            raise evaluator._err(f"a block's input list holds tensors that concat joins on channels; "
+                                 f"{fmt_shape(first)} and {fmt_shape(t.shape)} differ in more", span, scope.file)
+    return (sum(t.shape[0] for t in tensors),) + tuple(first[1:])
+
+
 class Elaborator(Evaluator):
     """Builds one model's graph and instance tree from its `model` line."""
 
@@ -150,8 +166,11 @@ class Elaborator(Evaluator):
     # ---------------------------------------------------------------- layers
 
     def _apply_item(self, item: ast.LayerItem, x: Tensor, scope: Scope, seq: Optional[Layer] = None) -> Tensor:
-        """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`."""
-        if not x.batched:
+        """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`.
+        x may be a list of tensors where the target is a block (its `x` is then the list)."""
+        if isinstance(x, list):
+            joined_shape(x, item.span, scope, self)
+        elif not x.batched:
             raise self._unbatched(item.span, scope)
         name = self._layer_name(item.name, scope) if item.name else scope.layer_name
         if item.name and seq is None and scope.instance is not None:
@@ -163,9 +182,13 @@ class Elaborator(Evaluator):
         if isinstance(target, ast.Name):
             existing = find_layer(scope.instance, target.id) if seq is None and scope.instance else None
             if existing is not None and name is None and target.id not in scope.vars:
+                if isinstance(x, list):
+                    raise self._listed(target.span, scope)
                 return self._apply_layer(existing, x, target.span, scope)
             target = ast.Call(target.id, [], target.span, target.span)
         if isinstance(target, ast.Seq):
+            if isinstance(x, list):
+                raise self._listed(item.span, scope)
             return self._apply_seq(target, name, x, scope, seq, item.span)
         if isinstance(target, ast.ValueCall):
             return self._apply_value(target, name, x, scope, seq)
@@ -248,7 +271,8 @@ class Elaborator(Evaluator):
             name = self._child_name(name, seq, call.span, scope)
             path = self._child_path(scope, seq, name)
             inst = self._instantiate(target, args, x, path, call.span, scope)
-            layer = Layer(name, "block", call.span, path, instance=inst, in_shape=x.shape, out_shape=inst.output.shape)
+            layer = Layer(name, "block", call.span, path, instance=inst, in_shape=inst.in_shape,
+                          out_shape=inst.output.shape)
             return self._register(layer, x, inst.output.shape, scope, seq, call.span, out=inst.output)
         return self._apply_primitive(target, args, name, x, scope, seq, call)
 
@@ -273,7 +297,14 @@ class Elaborator(Evaluator):
             self.stack.pop()
 
 
+    def _listed(self, span, scope):
+        return self._err("a list of tensors goes only into a block, whose `x` it becomes; a layer takes one tensor",
+                         span, scope.file, hint="join the list first: `concat(features) | ...`")
+
+
     def _apply_primitive(self, prim, args, name, x, scope, seq, call):
+        if isinstance(x, list):
+            raise self._listed(call.span, scope)
         if scope.site_span is not None:  # a def's layer: its shape errors belong to where the def is used
             call = ast.Call(call.func, call.args, scope.site_span, scope.site_span)
         tensors = [a for a in args if isinstance(a[1], Tensor) or has_tensor(a[1])]
@@ -347,7 +378,8 @@ class Elaborator(Evaluator):
         else:
             result = self._run_layer(layer, x, layer.out_shape, span, scope)
         if seq is None:
-            self._step(inst, Step("apply", [x.key], [result.key], layer=layer, span=span))
+            keys = [t.key for t in x] if isinstance(x, list) else [x.key]
+            self._step(inst, Step("apply", keys, [result.key], layer=layer, span=span))
         return result
 
 

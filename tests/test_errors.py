@@ -573,6 +573,30 @@ CASES = [
               "}",
               MODEL),
          2, 19, "a message is a string literal", hint='values go between braces in it: "depth {depth} is not 6n + 4"'),
+    # ------------------------------------------------------------------ a list of tensors into a block
+    Case("list-into-a-primitive",
+         spec("block Net() {",
+              "    y = [x, x] | conv: conv2d(8, 1)",
+              "    return y",
+              "}",
+              MODEL),
+         2, 24, "a list of tensors goes only into a block", hint="`concat(features) | ...`"),
+    Case("list-into-a-seq",
+         spec("block Net() {",
+              "    return [x, x] | s: seq { conv2d(8, 1) }",
+              "}",
+              MODEL),
+         2, 21, "a list of tensors goes only into a block"),
+    Case("list-of-different-sizes",
+         spec("block Cat() {",
+              "    return concat(x)",
+              "}",
+              "block Net() {",
+              "    return [x, x | maxpool2d(2)] | cat: Cat()",
+              "}",
+              MODEL),
+         5, 36, "concat joins on channels; [3, 32, 32] and [3, 16, 16] differ in more"),
+
 ]
 
 

@@ -588,3 +588,48 @@ model net = Net() input [3, 8, 8]
     assert keys == ["a.proj.weight", "a.norm.weight", "a.norm.bias", "a.conv.weight", "a.conv.bias",
                     "b.norm.weight", "b.norm.bias", "b.conv.weight", "b.conv.bias"]
     assert net.b.proj is None and net(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)
+
+
+LISTED = """
+block Unit(growth) {
+    return concat(x) | norm: batchnorm2d() | conv: conv2d(growth, 3, padding=1, bias=false)
+}
+block Net(layers = 3, growth = 4) {
+    features = [x]
+    for i in range(layers) {
+        y = features | unit{i}: Unit(growth)
+        features = features + [y]
+    }
+    z = [features[0], features[1]] | pair: Unit(growth)
+    return concat(features + [z])
+}
+model net = Net() input [4, 8, 8]
+"""
+
+
+def test_a_block_takes_a_list_of_tensors_as_its_input():
+    """DenseNet's layers read their block's features: a list piped into a block is its `x`, and the
+    class takes their total width and `x: list[Tensor]`."""
+    (model,) = elaborate_models(LISTED)
+    units = [layer.instance for layer in model.root.layers]
+    assert [u.listed for u in units] == [True] * 4
+    assert [u.in_shape for u in units] == [(4, 8, 8), (8, 8, 8), (12, 8, 8), (8, 8, 8)]
+    assert [len(u.input) for u in units] == [1, 2, 3, 2]
+    assert model.output_shape == (20, 8, 8)
+    source = archsmith.compile(LISTED)
+    assert "    def forward(self, x: list[Tensor]) -> Tensor:\n        out = torch.cat(x, 1)\n" in source
+    # indexing the list fixes the loop, unrolled: each unit is given the list written out
+    assert "        y_3 = self.unit2([x, y, y_2])\n        z = self.pair([x, y])\n" in source
+    looped = archsmith.compile(LISTED.replace("    z = [features[0], features[1]] | pair: Unit(growth)\n", "")
+                               .replace("features + [z]", "features"))
+    assert '            y = getattr(self, f"unit{i}")(features)\n' in looped
+    net = archsmith.build(LISTED).eval()
+    assert net.unit2.norm.num_features == 12 and net.pair.norm.num_features == 8
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        feats = [x]
+        for unit in (net.unit0, net.unit1, net.unit2):
+            feats.append(unit.conv(unit.norm(torch.cat(feats, 1))))
+        z = net.pair.conv(net.pair.norm(torch.cat(feats[:2], 1)))
+        torch.testing.assert_close(net(x), torch.cat(feats + [z], 1))
+

@@ -150,10 +150,10 @@ class Translator:
 
     def __init__(self, gen, block: ast.BlockDef, fixed: dict, in_rank: int, inline: bool = False,
                  bindings: dict = None, in_shape: tuple = None, instances: list = (), root_channels=None,
-                 class_params: dict = None):
+                 class_params: dict = None, listed: bool = False):
         """`instances`: the elaborated instances the class is written for (for type hints and the
         names its layers take); `root_channels`: for a model's root class, its input channels, the
-        default of `in_channels`."""
+        default of `in_channels`; `listed`: the block takes a list of tensors, `in_shape` joined."""
         self.gen, self.block, self.fixed, self.inline = gen, block, fixed, inline
         self.root_channels = root_channels
         self.class_params = class_params or {}  # parameter -> id()s of the blocks passed to it as classes
@@ -186,10 +186,12 @@ class Translator:
         self.out_shape = None
         self.result = ClassSource()
         self.in_rank = in_rank
+        self.listed = listed
         if inline:
             self.env.update(bindings)
-            self.env["x"] = TVal(tuple(Dyn(d.src, d.prec, d.deps | {INPUT}, d.boolean) if isinstance(d, Dyn) else d
-                                       for d in in_shape), "x")
+            self.env["x"] = (TList if listed else TVal)(
+                tuple(Dyn(d.src, d.prec, d.deps | {INPUT}, d.boolean) if isinstance(d, Dyn) else d for d in in_shape),
+                "x")
         else:
             self._bind_parameters()
 
@@ -290,7 +292,7 @@ class Translator:
             rest = tuple(Const(d) for d in self.fixed[SPATIAL])
         else:
             rest = tuple(Missing(frozenset({SPATIAL})) for _ in range(self.in_rank - 1))
-        self.env["x"] = TVal((channels,) + rest, "x")
+        self.env["x"] = (TList if self.listed else TVal)((channels,) + rest, "x")
         required, optional, resolve = [], [], []
         for p in block.params:
             if p.name in self.fixed:
@@ -1279,8 +1281,17 @@ class Translator:
         return self.functional(prim, [x], bind_primitive(prim, rest))
 
     def apply_item(self, item: ast.LayerItem, x, seq: Optional[_Seq] = None, def_name=None):
-        """`name: target` applied to x in a block body, or added to `seq` (then only the shape flows)."""
-        x = self.as_tensor(x)
+        """`name: target` applied to x in a block body, or added to `seq` (then only the shape flows).
+        A list of tensors goes into a block (the elaborator refuses it elsewhere) as a Python list."""
+        if isinstance(x, TTuple):
+            x = SList([TVal(s, f"{x.fwd}[{i}]") for i, s in enumerate(x.shapes)])
+        if isinstance(x, SList) and x.items and all(isinstance(t, TVal) for t in x.items):
+            total = x.items[0].shape[0]
+            for t in x.items[1:]:
+                total = binop("+", total, t.shape[0])
+            x = TList((total,) + tuple(x.items[0].shape[1:]), f"[{', '.join(t.fwd for t in x.items)}]")
+        if not isinstance(x, TList):
+            x = self.as_tensor(x)
         name = self.layer_name(item.name, seq) if item.name else def_name
         target = item.target
         if isinstance(target, ast.Name):
@@ -1394,7 +1405,8 @@ class Translator:
     def block_call(self, defn: ast.BlockDef, args, name, x: TVal, seq):
         values = self.bind_params(defn, args)
         given = {n or [p.name for p in defn.params][i] for i, (n, _) in enumerate(args)}
-        info = self.gen.class_for(defn, values, x.shape)
+        listed = isinstance(x, TList)
+        info = self.gen.class_for(defn, values, x.shape, listed)
         out_shape = self.gen.output_shape(defn, info, values, x.shape)
         module = "" if self.inline else f"{info.name}({', '.join(self._call_args(info, values, given, x))})"
         if name == RESULT:
