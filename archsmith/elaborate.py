@@ -13,7 +13,7 @@ from . import ast
 from .errors import did_you_mean
 from .queries import walk
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor, spec_literal,
-                       is_int, layer_hint, type_name)
+                       is_int, layer_hint, target_names, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
 from .primitives import INITIALIZERS, PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 
@@ -446,6 +446,9 @@ class Elaborator(Evaluator):
             elif isinstance(s, ast.Declare):
                 raise self._err("`declare` places a layer of a block; a `seq`'s children are in the order written",
                                 s.span, scope.file)
+            elif isinstance(s, ast.Recompute):
+                raise self._err("`recompute` is a statement of block bodies: a `seq` runs its children as they are",
+                                s.span, scope.file)
             else:
                 raise self._err("a `seq` holds layers, loops and conditions; `return` is not allowed", s.span,
                                 scope.file)
@@ -589,6 +592,40 @@ class Elaborator(Evaluator):
         self._step(inst, Step("param", [], [tensor.key], layer=layer, span=s.span))
         return tensor
 
+    def _recompute(self, s: ast.Recompute, scope):
+        """`recompute name if cond { ... }`: its statements run as written (recomputing them in the
+        backward pass changes no value), so only what the generated method needs is checked."""
+        inst = scope.instance
+        if s.cond is not None:
+            self._truth(self.eval(s.cond, scope), s.cond.span, scope)
+        problem = layer_name_problem(s.name)
+        if problem is None and (not plain_layer_name(s.name) or s.name in ("x", "self")):
+            problem = f"`{s.name}` cannot name a method of the generated class"
+        if problem is not None:
+            raise self._err(problem.replace("a layer named", "a region named"), s.name_span, scope.file,
+                            hint="choose another name")
+        if s.name in inst.recomputed:
+            raise self._err(f"`recompute {s.name}` runs again; each region is one method of the class, run once",
+                            s.span, scope.file, hint="put the loop inside the region, or name each region")
+        for stmt in s.body:
+            if not isinstance(stmt, (ast.Assign, ast.Unpack)):
+                raise self._err("a `recompute` region holds assignments: the tensors it computes", stmt.span,
+                                scope.file, hint="put conditions and loops around the region, not in it")
+        before = dict(scope.vars)
+        reads = [n.id for n in walk(s.body) if isinstance(n, ast.Name)]
+        if not any(n in before and (isinstance(before[n], Tensor) or has_tensor(before[n])) for n in reads):
+            raise self._err("this `recompute` region reads no tensor computed before it", s.span, scope.file,
+                            hint="a region recomputes from the tensors it is given")
+        self._run_block_body(s.body, scope)
+        assigned = set().union(*[target_names(t.targets if isinstance(t, ast.Unpack) else t.target) for t in s.body])
+        if not any(isinstance(scope.vars.get(n), Tensor) and scope.vars[n] is not before.get(n) for n in assigned):
+            raise self._err("this `recompute` region computes no tensor", s.span, scope.file,
+                            hint="assign the tensors it computes, as in `y = x | conv: conv2d(...)`")
+        if find_layer(inst, s.name) is not None or s.name in inst.params:
+            raise self._err(f"`{s.name}` names a layer or parameter of `{inst.block.name}` already", s.name_span,
+                            scope.file, hint="a region's name becomes a method of the class: choose another")
+        inst.recomputed[s.name] = s
+
     def _recursion(self, defn, span, scope):
         chain = [d.name for d in self.stack[self.stack.index(defn):]] + [defn.name]
         return self._err(f"`{defn.name}` uses itself: {' -> '.join(chain)}", span, scope.file,
@@ -619,6 +656,8 @@ class Elaborator(Evaluator):
                         return result
             elif isinstance(s, ast.ParamDecl):
                 scope.vars[s.name] = self._declare_parameter(s, scope)
+            elif isinstance(s, ast.Recompute):
+                self._recompute(s, scope)
             elif isinstance(s, ast.Fail):
                 raise self.refusal(s, scope)
             elif isinstance(s, ast.LayerStmt):

@@ -76,6 +76,7 @@ class Instance:
     input: object = None  # a Tensor, or the list of Tensors a block is given (DenseNet's features)
     declared: list = field(default_factory=list)  # (name, how many layers came before) of `declare`
     output: Optional[Tensor] = None
+    recomputed: dict = field(default_factory=dict)  # name -> ast.Recompute: the regions its body ran
 
     @property
     def listed(self) -> bool:

@@ -311,3 +311,43 @@ def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
     assert "            stages.append(stage(channels, widths[s], depths[s], 1 if s == 0 else 2))\n" \
            "            channels = widths[s]\n" in source
     assert "        self.norm = nn.BatchNorm2d(channels)" in source
+
+
+def test_a_recomputed_region_of_several_tensors_is_a_method_of_arguments_and_a_tuple():
+    """The region's inputs are the method's arguments, in the order the region reads them, and the
+    tensors it assigns that are read after it are returned; the condition joins the inputs' tests."""
+    spec = """
+block Two(width = 8, memory_efficient = true) {
+    a = x | ca: conv2d(width, 1)
+    b = x | cb: conv2d(width, 1)
+    recompute mix if memory_efficient {
+        s = a * sigmoid(b) | cs: conv2d(width, 3, padding=1)
+        t = s + b
+    }
+    return concat(s, t)
+}
+block Net() {
+    x = x | stem: conv2d(4, 1)
+    return x | two: Two()
+}
+model net = Net() input [3, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    assert "    def mix(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:\n" in source
+    assert "        return s, t\n" in source
+    assert "        if self.memory_efficient and (a.requires_grad or b.requires_grad):\n" \
+           "            s, t = checkpoint(self.mix, a, b, use_reentrant=False)\n" \
+           "        else:\n" \
+           "            s, t = self.mix(a, b)\n" in source
+    import torch
+    net = archsmith.build(spec)
+    x = torch.randn(2, 3, 8, 8)
+    y = net(x)
+    y.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net.two.memory_efficient = False
+    torch.testing.assert_close(net(x), y)
+    net(x).sum().backward()
+    assert all(torch.allclose(p.grad, g) for p, g in zip(net.parameters(), grads))
+

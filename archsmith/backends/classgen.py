@@ -32,7 +32,7 @@ from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, RVal, 
 
 # Names the generated module defines or imports; no spec name may take them.
 MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
-                "LayerNorm2d", "Permute", "Optional"}
+                "LayerNorm2d", "Permute", "Optional", "checkpoint"}
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | MODULE_NAMES
 LOCAL = "@local"  # dependency on a variable of the function being written (a loop variable, say)
 
@@ -88,7 +88,8 @@ class ClassSource:
     params: list = field(default_factory=list)  # Signature, in order
     init: list = field(default_factory=list)  # lines of __init__ after super().__init__()
     forward: list = field(default_factory=list)
-    uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional"
+    uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional", "checkpoint"
+    methods: list = field(default_factory=list)  # the lines of each method besides forward (`recompute`)
     returns: str = "nn.Module"  # a helper function's return annotation
 
 
@@ -370,6 +371,8 @@ class Translator:
                 self.assert_stmt(s)
             elif isinstance(s, ast.Declare):
                 self.declare_place(s)
+            elif isinstance(s, ast.Recompute):
+                self.recompute(s)
             elif isinstance(s, ast.If):
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
@@ -695,6 +698,57 @@ class Translator:
             raise Untranslatable(self.loop_deps, "a `declare` in every iteration of a loop")
         for name in s.names:
             self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
+
+    def recompute(self, s: ast.Recompute):
+        """`recompute name if cond { ... }`: the statements as the method `name` (torchvision's
+        `bn_function`), and in forward, where `cond` holds and an input requires grad, the method run under
+        `checkpoint`, which keeps its inputs for the backward pass and computes the rest again there."""
+        cond = _condition(self.eval(s.cond)) if s.cond is not None else Const(True)
+        if self.inline or (isinstance(cond, Const) and not cond.value):
+            self.stmts(s.body)
+            return
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps, "a `recompute` region in every iteration of a loop")
+        inside = {id(n) for n in walk(s.body)}
+        names = sorted((n for n in walk(s.body) if isinstance(n, ast.Name)), key=lambda n: (n.span.line, n.span.column))
+        inputs = [n for n in dict.fromkeys(n.id for n in names)
+                  if isinstance(self.env.get(n), (TVal, TList)) and getattr(self.env[n], "batched", True)]
+        for n in inputs:  # a tensor held in an expression (`parts[1]`) is passed by a name of its own
+            if not self.env[n].fwd.isidentifier():
+                self.assign_value(n, self.env[n])
+        params = [(self.env[n].fwd, "list[Tensor]" if isinstance(self.env[n], TList) else "Tensor") for n in inputs]
+        later = {n.id for n in walk(self.block.body) if isinstance(n, ast.Name) and id(n) not in inside}
+        saved = self.fwd, self.fi
+        self.fwd, self.fi = [], 0
+        try:
+            before = dict(self.env)
+            self.stmts(s.body)
+            outputs = [n for n in sorted(_assigned(s.body)) if n in later and isinstance(self.env.get(n), TVal)
+                       and self.env[n] is not before.get(n)]
+            if not outputs:
+                raise Untranslatable(frozenset(), "a `recompute` region whose tensors nothing reads")
+            self.emit_fwd(f"return {', '.join(self.env[n].fwd for n in outputs)}")
+            body = render(self.fwd)
+        finally:
+            self.fwd, self.fi = saved
+        returns = "Tensor" if len(outputs) == 1 else f"tuple[{', '.join(['Tensor'] * len(outputs))}]"
+        head = f"def {s.name}(self, {', '.join(f'{p}: {t}' for p, t in params)}) -> {returns}:"
+        doc = '    """Recomputed in the backward pass' + \
+            ("" if s.cond is None else f" where `{_spec_text(s.cond, self.file)}` holds") + '."""'
+        self.result.methods.append([head, doc] + ["    " + l for l in body])
+        args = ", ".join(p for p, _ in params)
+        grads = " or ".join(f"any(t.requires_grad for t in {p})" if t != "Tensor" else f"{p}.requires_grad"
+                            for p, t in params)
+        test = grads if isinstance(cond, Const) else \
+            f"{wrap(self.fsrc(cond, 'recompute'), src_prec(cond)[1], PREC['and'])} and {wrap(grads, PREC['or'], PREC['and'] + 1) if len(params) > 1 else grads}"
+        for n in outputs:
+            self.env[n] = TVal(self.env[n].shape, self.fwd_target(n))
+        targets = ", ".join(self.env[n].fwd for n in outputs)
+        self.result.uses.add("checkpoint")
+        self.emit_fwd(f"if {test}:")
+        self.emit_fwd(f"    {targets} = checkpoint(self.{s.name}, {args}, use_reentrant=False)")
+        self.emit_fwd("else:")
+        self.emit_fwd(f"    {targets} = self.{s.name}({args})")
 
     def negation(self, cond):
         """`not cond`, translated; a comparison negated as one (`n % 6 != 0`), `not c` as `c`."""
@@ -1787,6 +1841,15 @@ def _fstring(parts) -> str:
     return 'f"' + "".join(out) + '"'
 
 
+def _spec_text(node, file) -> str:
+    """The spec's text of an expression on one line (its span's), else its first line."""
+    span = node.span
+    lines = file.text.splitlines()
+    line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+    end = span.end_column - 1 if span.end_line == span.line else len(line)
+    return line[span.column - 1:end].strip()
+
+
 def _condition(v):
     """A value tested by `if`: Python's truth is the spec's, so no `bool()` is needed."""
     t = truth(v)
@@ -1848,7 +1911,7 @@ def _assigned(body) -> set:
             for _, b in s.branches:
                 out |= _assigned(b)
             out |= _assigned(s.orelse or [])
-        elif isinstance(s, ast.For):
+        elif isinstance(s, (ast.For, ast.Recompute)):
             out |= _assigned(s.body)
     return out
 

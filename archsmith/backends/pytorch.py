@@ -307,10 +307,11 @@ class Generator:
         std = [line for line, used in (("import math", "math" in uses),
                                        ("from collections import OrderedDict", "OrderedDict" in uses),
                                        ("from typing import Optional", "Optional" in uses)) if used]
+        torch_imports = ["from torch.utils.checkpoint import checkpoint"] if "checkpoint" in uses else []
         head += std + ([""] if std else [])
         head += [line for line, used in (("import torch", "torch." in text),
                                          ("import torch.nn.functional as F", "F." in text)) if used]
-        head += ["from torch import Tensor, nn", ""]
+        head += ["from torch import Tensor, nn"] + torch_imports + [""]
         return "\n".join(head + body).rstrip() + "\n"
 
     def _factory_args(self, m: Model, info: ClassInfo) -> list:
@@ -387,6 +388,8 @@ class Generator:
             out += [""] + self._width_method(info)
         out += ["", f"    def __init__({', '.join(['self'] + params)}) -> None:", "        super().__init__()"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.init]
+        for method in info.source.methods:
+            out += ["", *("    " + l for l in method)]
         out += ["", f"    def forward(self, x: {'list[Tensor]' if info.listed else 'Tensor'}) -> Tensor:"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.forward]
         return out
