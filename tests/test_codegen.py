@@ -351,3 +351,31 @@ model net = Net() input [3, 8, 8]
     net(x).sum().backward()
     assert all(torch.allclose(p.grad, g) for p, g in zip(net.parameters(), grads))
 
+
+def test_a_width_a_loop_carries_is_settled_into_its_variable_before_a_seqs_if():
+    """torchvision's DenseNet: `num_features` grows by each block, then a transition reads and halves
+    it; the class writes the width into the loop's variable before the `if`, not in both branches."""
+    spec = """
+block Grow(n) {
+    return concat(x, x | conv: conv2d(n * 4, 1))
+}
+block Net(counts = [1, 2, 3]) {
+    x = x | features: seq {
+        for i, n in enumerate(counts) {
+            Grow(n)
+            if i != len(counts) - 1 {
+                conv2d(x.channels, 1)
+            }
+        }
+    }
+    return x
+}
+model net = Net() input [4, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    assert "        for i, n in enumerate(counts):\n" \
+           "            features.append(Grow(channels, n))\n" \
+           "            channels = channels + n * 4\n" \
+           "            if i != len(counts) - 1:\n" \
+           "                features.append(nn.Conv2d(channels, in_channels, kernel_size=1))\n" \
+           "                channels = in_channels\n" in source

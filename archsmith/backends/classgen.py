@@ -780,7 +780,27 @@ class Translator:
             return run(clauses[0][1]) if seq is None else run(clauses[0][1], cur, seq)
         if seq is not None:
             seq.go_dynamic()
+            cur = self._settle(cur)
         return self._branches(clauses, run, cur, seq)
+
+    def _settle(self, cur: TVal) -> TVal:
+        """Before a Python `if` of a seq, a width that a loop's variable plus something is, written into
+        that variable (`channels = channels + n * growth`), so the branches read and set the variable
+        (torchvision's `num_features` in DenseNet), where nothing else still reads its old value."""
+        if self.inline:
+            return cur
+        referenced = set()
+        for v in list(self.env.values()) + self.live_curs[:-1]:
+            referenced |= _dyn_names(v)
+        shape = list(cur.shape)
+        for i, d in enumerate(shape):
+            if not isinstance(d, Dyn) or d.src.isidentifier():
+                continue
+            names = sorted((_names_read(d.src) & self.shadows) - referenced)
+            if len(names) == 1:
+                self.emit_init(f"{names[0]} = {d.src}")
+                shape[i] = Dyn(names[0], deps=d.deps)
+        return TVal(tuple(shape), cur.fwd)
 
     def _branches(self, clauses, run, cur, seq):
         before_env, before_layers = dict(self.env), dict(self.layers)
