@@ -410,3 +410,71 @@ block Net() {
 model m = Net() input [8, 4, 4]
 """)
     assert "self.conv = nn.Conv2d(2 * w, 4, kernel_size=1)" in source
+
+
+def test_a_recomputed_region_of_several_tensors_is_a_method_of_arguments_and_a_tuple():
+    """The region's inputs are the method's arguments, in the order the region reads them, and the
+    tensors it assigns that are read after it are returned; the condition joins the inputs' tests."""
+    spec = """
+block Two(width = 8, memory_efficient = true) {
+    a = x | ca: conv2d(width, 1)
+    b = x | cb: conv2d(width, 1)
+    recompute mix if memory_efficient {
+        s = a * sigmoid(b) | cs: conv2d(width, 3, padding=1)
+        t = s + b
+    }
+    return concat(s, t)
+}
+block Net() {
+    x = x | stem: conv2d(4, 1)
+    return x | two: Two()
+}
+model net = Net() input [3, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    assert "    def mix(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:\n" in source
+    assert "        return s, t\n" in source
+    assert "        if self.memory_efficient and (a.requires_grad or b.requires_grad):\n" \
+           "            s, t = checkpoint(self.mix, a, b, use_reentrant=False)\n" \
+           "        else:\n" \
+           "            s, t = self.mix(a, b)\n" in source
+    import torch
+    net = archsmith.build(spec)
+    x = torch.randn(2, 3, 8, 8)
+    y = net(x)
+    y.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net.two.memory_efficient = False
+    torch.testing.assert_close(net(x), y)
+    net(x).sum().backward()
+    assert all(torch.allclose(p.grad, g) for p, g in zip(net.parameters(), grads))
+
+
+def test_a_width_a_loop_carries_is_settled_into_its_variable_before_a_seqs_if():
+    """torchvision's DenseNet: `num_features` grows by each block, then a transition reads and halves
+    it; the class writes the width into the loop's variable before the `if`, not in both branches."""
+    spec = """
+block Grow(n) {
+    return concat(x, x | conv: conv2d(n * 4, 1))
+}
+block Net(counts = [1, 2, 3]) {
+    x = x | features: seq {
+        for i, n in enumerate(counts) {
+            Grow(n)
+            if i != len(counts) - 1 {
+                conv2d(x.channels, 1)
+            }
+        }
+    }
+    return x
+}
+model net = Net() input [4, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    assert "        for i, n in enumerate(counts):\n" \
+           "            features.append(Grow(channels, n))\n" \
+           "            channels = channels + n * 4\n" \
+           "            if i != len(counts) - 1:\n" \
+           "                features.append(nn.Conv2d(channels, in_channels, kernel_size=1))\n" \
+           "                channels = in_channels\n" in source

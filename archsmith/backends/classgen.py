@@ -32,7 +32,7 @@ from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, RVal, 
 
 # Names the generated module defines or imports; no spec name may take them.
 MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
-                "LayerNorm2d", "Permute", "Optional"}
+                "LayerNorm2d", "Permute", "Optional", "checkpoint"}
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | MODULE_NAMES
 LOCAL = "@local"  # dependency on a variable of the function being written (a loop variable, say)
 
@@ -88,7 +88,8 @@ class ClassSource:
     params: list = field(default_factory=list)  # Signature, in order
     init: list = field(default_factory=list)  # lines of __init__ after super().__init__()
     forward: list = field(default_factory=list)
-    uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional"
+    uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional", "checkpoint"
+    methods: list = field(default_factory=list)  # the lines of each method besides forward (`recompute`)
     returns: str = "nn.Module"  # a helper function's return annotation
 
 
@@ -150,10 +151,10 @@ class Translator:
 
     def __init__(self, gen, block: ast.BlockDef, fixed: dict, in_rank: int, inline: bool = False,
                  bindings: dict = None, in_shape: tuple = None, instances: list = (), root_channels=None,
-                 class_params: dict = None):
+                 class_params: dict = None, listed: bool = False):
         """`instances`: the elaborated instances the class is written for (for type hints and the
         names its layers take); `root_channels`: for a model's root class, its input channels, the
-        default of `in_channels`."""
+        default of `in_channels`; `listed`: the block takes a list of tensors, `in_shape` joined."""
         self.gen, self.block, self.fixed, self.inline = gen, block, fixed, inline
         self.root_channels = root_channels
         self.class_params = class_params or {}  # parameter -> id()s of the blocks passed to it as classes
@@ -186,10 +187,12 @@ class Translator:
         self.out_shape = None
         self.result = ClassSource()
         self.in_rank = in_rank
+        self.listed = listed
         if inline:
             self.env.update(bindings)
-            self.env["x"] = TVal(tuple(Dyn(d.src, d.prec, d.deps | {INPUT}, d.boolean) if isinstance(d, Dyn) else d
-                                       for d in in_shape), "x")
+            self.env["x"] = (TList if listed else TVal)(
+                tuple(Dyn(d.src, d.prec, d.deps | {INPUT}, d.boolean) if isinstance(d, Dyn) else d for d in in_shape),
+                "x")
         else:
             self._bind_parameters()
 
@@ -290,7 +293,7 @@ class Translator:
             rest = tuple(Const(d) for d in self.fixed[SPATIAL])
         else:
             rest = tuple(Missing(frozenset({SPATIAL})) for _ in range(self.in_rank - 1))
-        self.env["x"] = TVal((channels,) + rest, "x")
+        self.env["x"] = (TList if self.listed else TVal)((channels,) + rest, "x")
         required, optional, resolve = [], [], []
         for p in block.params:
             if p.name in self.fixed:
@@ -368,6 +371,8 @@ class Translator:
                 self.assert_stmt(s)
             elif isinstance(s, ast.Declare):
                 self.declare_place(s)
+            elif isinstance(s, ast.Recompute):
+                self.recompute(s)
             elif isinstance(s, ast.If):
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
@@ -695,6 +700,57 @@ class Translator:
         for name in s.names:
             self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
 
+    def recompute(self, s: ast.Recompute):
+        """`recompute name if cond { ... }`: the statements as the method `name` (torchvision's
+        `bn_function`), and in forward, where `cond` holds and an input requires grad, the method run under
+        `checkpoint`, which keeps its inputs for the backward pass and computes the rest again there."""
+        cond = _condition(self.eval(s.cond)) if s.cond is not None else Const(True)
+        if self.inline or (isinstance(cond, Const) and not cond.value):
+            self.stmts(s.body)
+            return
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps, "a `recompute` region in every iteration of a loop")
+        inside = {id(n) for n in walk(s.body)}
+        names = sorted((n for n in walk(s.body) if isinstance(n, ast.Name)), key=lambda n: (n.span.line, n.span.column))
+        inputs = [n for n in dict.fromkeys(n.id for n in names)
+                  if isinstance(self.env.get(n), (TVal, TList)) and getattr(self.env[n], "batched", True)]
+        for n in inputs:  # a tensor held in an expression (`parts[1]`) is passed by a name of its own
+            if not self.env[n].fwd.isidentifier():
+                self.assign_value(n, self.env[n])
+        params = [(self.env[n].fwd, "list[Tensor]" if isinstance(self.env[n], TList) else "Tensor") for n in inputs]
+        later = {n.id for n in walk(self.block.body) if isinstance(n, ast.Name) and id(n) not in inside}
+        saved = self.fwd, self.fi
+        self.fwd, self.fi = [], 0
+        try:
+            before = dict(self.env)
+            self.stmts(s.body)
+            outputs = [n for n in sorted(_assigned(s.body)) if n in later and isinstance(self.env.get(n), TVal)
+                       and self.env[n] is not before.get(n)]
+            if not outputs:
+                raise Untranslatable(frozenset(), "a `recompute` region whose tensors nothing reads")
+            self.emit_fwd(f"return {', '.join(self.env[n].fwd for n in outputs)}")
+            body = render(self.fwd)
+        finally:
+            self.fwd, self.fi = saved
+        returns = "Tensor" if len(outputs) == 1 else f"tuple[{', '.join(['Tensor'] * len(outputs))}]"
+        head = f"def {s.name}(self, {', '.join(f'{p}: {t}' for p, t in params)}) -> {returns}:"
+        doc = '    """Recomputed in the backward pass' + \
+            ("" if s.cond is None else f" where `{_spec_text(s.cond, self.file)}` holds") + '."""'
+        self.result.methods.append([head, doc] + ["    " + l for l in body])
+        args = ", ".join(p for p, _ in params)
+        grads = " or ".join(f"any(t.requires_grad for t in {p})" if t != "Tensor" else f"{p}.requires_grad"
+                            for p, t in params)
+        test = grads if isinstance(cond, Const) else \
+            f"{wrap(self.fsrc(cond, 'recompute'), src_prec(cond)[1], PREC['and'])} and {wrap(grads, PREC['or'], PREC['and'] + 1) if len(params) > 1 else grads}"
+        for n in outputs:
+            self.env[n] = TVal(self.env[n].shape, self.fwd_target(n))
+        targets = ", ".join(self.env[n].fwd for n in outputs)
+        self.result.uses.add("checkpoint")
+        self.emit_fwd(f"if {test}:")
+        self.emit_fwd(f"    {targets} = checkpoint(self.{s.name}, {args}, use_reentrant=False)")
+        self.emit_fwd("else:")
+        self.emit_fwd(f"    {targets} = self.{s.name}({args})")
+
     def negation(self, cond):
         """`not cond`, translated; a comparison negated as one (`n % 6 != 0`), `not c` as `c`."""
         if isinstance(cond, ast.BinOp) and cond.op in _NEGATED:
@@ -725,7 +781,27 @@ class Translator:
             return run(clauses[0][1]) if seq is None else run(clauses[0][1], cur, seq)
         if seq is not None:
             seq.go_dynamic()
+            cur = self._settle(cur)
         return self._branches(clauses, run, cur, seq)
+
+    def _settle(self, cur: TVal) -> TVal:
+        """Before a Python `if` of a seq, a width that a loop's variable plus something is, written into
+        that variable (`channels = channels + n * growth`), so the branches read and set the variable
+        (torchvision's `num_features` in DenseNet), where nothing else still reads its old value."""
+        if self.inline:
+            return cur
+        referenced = set()
+        for v in list(self.env.values()) + self.live_curs[:-1]:
+            referenced |= _dyn_names(v)
+        shape = list(cur.shape)
+        for i, d in enumerate(shape):
+            if not isinstance(d, Dyn) or d.src.isidentifier():
+                continue
+            names = sorted((_names_read(d.src) & self.shadows) - referenced)
+            if len(names) == 1:
+                self.emit_init(f"{names[0]} = {d.src}")
+                shape[i] = Dyn(names[0], deps=d.deps)
+        return TVal(tuple(shape), cur.fwd)
 
     def _branches(self, clauses, run, cur, seq):
         before_env, before_layers = dict(self.env), dict(self.layers)
@@ -1282,8 +1358,17 @@ class Translator:
         return self.functional(prim, [x], bind_primitive(prim, rest))
 
     def apply_item(self, item: ast.LayerItem, x, seq: Optional[_Seq] = None, def_name=None):
-        """`name: target` applied to x in a block body, or added to `seq` (then only the shape flows)."""
-        x = self.as_tensor(x)
+        """`name: target` applied to x in a block body, or added to `seq` (then only the shape flows).
+        A list of tensors goes into a block (the elaborator refuses it elsewhere) as a Python list."""
+        if isinstance(x, TTuple):
+            x = SList([TVal(s, f"{x.fwd}[{i}]") for i, s in enumerate(x.shapes)])
+        if isinstance(x, SList) and x.items and all(isinstance(t, TVal) for t in x.items):
+            total = x.items[0].shape[0]
+            for t in x.items[1:]:
+                total = binop("+", total, t.shape[0])
+            x = TList((total,) + tuple(x.items[0].shape[1:]), f"[{', '.join(t.fwd for t in x.items)}]")
+        if not isinstance(x, TList):
+            x = self.as_tensor(x)
         name = self.layer_name(item.name, seq) if item.name else def_name
         target = item.target
         if isinstance(target, ast.Name):
@@ -1397,7 +1482,8 @@ class Translator:
     def block_call(self, defn: ast.BlockDef, args, name, x: TVal, seq):
         values = self.bind_params(defn, args)
         given = {n or [p.name for p in defn.params][i] for i, (n, _) in enumerate(args)}
-        info = self.gen.class_for(defn, values, x.shape)
+        listed = isinstance(x, TList)
+        info = self.gen.class_for(defn, values, x.shape, listed)
         out_shape = self.gen.output_shape(defn, info, values, x.shape)
         module = "" if self.inline else f"{info.name}({', '.join(self._call_args(info, values, given, x))})"
         if name == RESULT:
@@ -1778,6 +1864,15 @@ def _fstring(parts) -> str:
     return 'f"' + "".join(out) + '"'
 
 
+def _spec_text(node, file) -> str:
+    """The spec's text of an expression on one line (its span's), else its first line."""
+    span = node.span
+    lines = file.text.splitlines()
+    line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+    end = span.end_column - 1 if span.end_line == span.line else len(line)
+    return line[span.column - 1:end].strip()
+
+
 def _condition(v):
     """A value tested by `if`: Python's truth is the spec's, so no `bool()` is needed."""
     t = truth(v)
@@ -1841,7 +1936,7 @@ def _assigned(body) -> set:
             for _, b in s.branches:
                 out |= _assigned(b)
             out |= _assigned(s.orelse or [])
-        elif isinstance(s, ast.For):
+        elif isinstance(s, (ast.For, ast.Recompute)):
             out |= _assigned(s.body)
     return out
 
