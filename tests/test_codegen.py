@@ -311,3 +311,31 @@ def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
     assert "            stages.append(stage(channels, widths[s], depths[s], 1 if s == 0 else 2))\n" \
            "            channels = widths[s]\n" in source
     assert "        self.norm = nn.BatchNorm2d(channels)" in source
+
+
+def test_a_branch_whose_layers_an_inner_if_chooses_is_tested_by_its_condition():
+    """forward cannot tell the outer branch by `self.wide is not None` when an `if` inside it may
+    declare `narrow` instead: it keeps the outer condition (found writing dpn.arch, whose projection is
+    named after its stride)."""
+    import torch
+    source = compile_text("""
+block Proj(kind = "none") {
+    y = x
+    if kind != "none" {
+        if kind == "wide" {
+            y = x | wide: conv2d(16, 1)
+        } else {
+            y = x | narrow: conv2d(4, 1)
+        }
+    }
+    return y
+}
+model m = Proj("narrow") input [8, 5, 5]
+""")
+    assert "        self.use_branch = kind != 'none'\n" in source
+    assert "        if self.use_branch:\n            if self.wide is not None:\n" in source
+    namespace = {}
+    exec(compile(source, "proj.py", "exec"), namespace)
+    x = torch.randn(1, 8, 5, 5)
+    for kind, channels in [("none", 8), ("wide", 16), ("narrow", 4)]:
+        assert namespace["Proj"](kind=kind)(x).shape == (1, channels, 5, 5)

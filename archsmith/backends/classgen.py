@@ -737,9 +737,11 @@ class Translator:
             self.out_shape = None
             self.branch_deps = frozenset().union(*[deps(c) for c, _ in clauses[:len(done) + 1] if c is not None])
             self.refused = False
+            maybe_before = set(self.maybe_layers)
             with self.capture() as (init, fwd):
                 result = run(body) if seq is None else run(body, cur, seq)
-            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers), self.refused])
+            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers), self.refused,
+                         set(self.maybe_layers) - maybe_before])
             declared.update(self.layers)
             if self.out_shape is not None:
                 returned.append((cond, self.out_shape))
@@ -847,7 +849,8 @@ class Translator:
             if d[0] is None:
                 tests.append(None)
                 continue
-            own = [n for n in d[5] if all(n not in o[5] for o in done if o is not d)]
+            # a layer of this branch alone, which an `if` inside it does not leave None, tells it apart
+            own = [n for n in d[5] if n not in d[7] and all(n not in o[5] for o in done if o is not d)]
             if own:
                 tests.append(f"{_module_attr(sorted(own, key=list(self.layers).index)[0])} is not None")
             else:
