@@ -339,3 +339,44 @@ model m = Proj("narrow") input [8, 5, 5]
     x = torch.randn(1, 8, 5, 5)
     for kind, channels in [("none", 8), ("wide", 16), ("narrow", 4)]:
         assert namespace["Proj"](kind=kind)(x).shape == (1, channels, 5, 5)
+
+
+def test_a_width_whose_terms_cancel_is_written_without_them():
+    """A block that splits off `bw` channels and puts them back gives `bw + (c - bw) + inc` channels:
+    the caller's running width is written `c + inc` (found writing dpn.arch); a loop over
+    `enumerate(zip(...))` that unpacks both levels iterates them as Python has it."""
+    source = compile_text("""
+block Part(bw, inc) {
+    a, b = split(x, [bw, x.channels - bw])
+    return concat(a | c: conv2d(bw, 1), b, b | d: conv2d(inc, 1))
+}
+block Net(bws = [4, 8], incs = [2, 3]) {
+    x = x | blocks: seq {
+        for s, (bw, inc) in enumerate(zip(bws, incs)) {
+            Part(bw + s, inc)
+        }
+    }
+    return x
+}
+model net = Net() input [16, 5, 5]
+""")
+    assert "        for s, (bw, inc) in enumerate(zip(bws, incs)):\n" in source
+    assert "            channels = channels + inc\n" in source
+    import torch
+    namespace = {}
+    exec(compile(source, "part.py", "exec"), namespace)
+    net = namespace["Net"](bws=[4, 8, 2], incs=[2, 3, 1])
+    assert net(torch.randn(1, 16, 5, 5)).shape == (1, 22, 5, 5)
+
+
+def test_sums_cancel_only_where_a_term_does():
+    from archsmith.backends.values import Const, Dyn, binop
+    bw, inc, c = Dyn("bw"), Dyn("inc"), Dyn("c")
+    assert binop("+", binop("+", bw, binop("-", c, bw)), inc).src == "c + inc"
+    assert binop("-", binop("+", bw, inc), bw).src == "inc"
+    assert binop("-", binop("*", Const(2), inc), binop("+", inc, inc)) == Const(0)
+    assert binop("-", bw, binop("+", bw, binop("*", Const(3), inc))).src == "-3 * inc"
+    assert binop("+", bw, bw).src == "bw + bw"  # nothing cancels: written as the spec has it
+    ternary = Dyn("a if p else b", 0)
+    assert binop("+", binop("-", ternary, bw), bw).src == "a if p else b"
+    assert binop("+", binop("+", bw, binop("-", ternary, bw)), inc).src == "(a if p else b) + inc"

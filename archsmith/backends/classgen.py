@@ -630,7 +630,11 @@ class Translator:
         if not isinstance(target, str):
             found = re.fullmatch(r"list\(map\(list, ((?:zip|enumerate)\(.*\))\)\)", source)
             if found:
-                return found.group(1)
+                source, prec = found.group(1), ATOM
+            # `for i, (a, b) in enumerate(zip(xs, ys))`: the inner items are unpacked too
+            inner = re.fullmatch(r"enumerate\(list\(map\(list, (zip\(.*\))\)\)((?:, [^()]*)?)\)", source)
+            if inner and len(target) == 2 and isinstance(target[1], list):
+                return f"enumerate({inner.group(1)}{inner.group(2)})"
         return wrap(source, prec, 1)
 
     def fwd_target(self, var: str) -> str:
