@@ -313,10 +313,13 @@ def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
     assert "        self.norm = nn.BatchNorm2d(channels)" in source
 
 
-def test_a_branch_whose_layers_an_inner_if_chooses_is_tested_by_its_condition():
+def test_a_branch_whose_layers_an_inner_if_chooses_is_tested_by_its_condition(tmp_path):
     """forward cannot tell the outer branch by `self.wide is not None` when an `if` inside it may
     declare `narrow` instead: it keeps the outer condition (found writing dpn.arch, whose projection is
-    named after its stride)."""
+    named after its stride). The inner `else` tests its layer, which is None where the outer branch is
+    not taken: TorchScript compiles the branches it cannot rule out."""
+    import importlib.util
+
     import torch
     source = compile_text("""
 block Proj(kind = "none") {
@@ -334,11 +337,16 @@ model m = Proj("narrow") input [8, 5, 5]
 """)
     assert "        self.use_branch = kind != 'none'\n" in source
     assert "        if self.use_branch:\n            if self.wide is not None:\n" in source
-    namespace = {}
-    exec(compile(source, "proj.py", "exec"), namespace)
+    assert "            elif self.narrow is not None:\n                y = self.narrow(x)\n" in source
+    (tmp_path / "proj.py").write_text(source)  # TorchScript reads the class's source from its file
+    spec = importlib.util.spec_from_file_location("proj", tmp_path / "proj.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     x = torch.randn(1, 8, 5, 5)
     for kind, channels in [("none", 8), ("wide", 16), ("narrow", 4)]:
-        assert namespace["Proj"](kind=kind)(x).shape == (1, channels, 5, 5)
+        m = module.Proj(kind=kind)
+        assert m(x).shape == (1, channels, 5, 5)
+        torch.testing.assert_close(torch.jit.script(m)(x), m(x))
 
 
 def test_a_width_whose_terms_cancel_is_written_without_them():
