@@ -102,8 +102,27 @@ def test_generated_source_reads_like_timms():
         ["ConvBnAct", "BnActConv", "BnAct", "DualPathBlock", "DPN"]  # one per block, every model
     assert "    return DPN(k_sec=[3, 4, 12, 3], inc_sec=[16, 32, 32, 64], k_r=128, small=True, " \
            "num_init_features=10, b=True)" in source
-    assert "residual, dense = torch.split(paths, " in source
-    assert "return torch.cat([residual + out1, dense, out2], 1)" in source
+    assert "        residual, dense = torch.split(paths, [self.bw, self.dense_width], dim=1)\n" in source
+    assert "        return torch.cat([residual + out1, dense, out2], 1)\n" in source
+    # the width after each block is timm's: bw + 3 * inc after a projecting block, `inc` more after others
+    assert "        for s, (bw_base, depth, inc) in enumerate(zip([64, 128, 256, 512], k_sec, inc_sec)):\n" in source
+    assert "                channels = (bw + 2 * inc if block_type != 'normal' else channels) + inc\n" in source
+    assert "            elif self.c1x1_w_s2 is not None:\n                paths = self.c1x1_w_s2(x)\n" in source
     d92 = archsmith.compile(str(ROOT / "specs" / "dpn.arch"), model="dpn92")
     d131 = archsmith.compile(str(ROOT / "specs" / "dpn.arch"), model="dpn131")
     assert len(d131.splitlines()) == len(d92.splitlines())
+
+
+def test_dropout_before_the_classifier_in_training_only_and_other_input_channels():
+    model = archsmith.create_model("dpn68", drop_rate=0.5, input_shape=[1, 64, 64])
+    assert model.features.conv1_1.conv.in_channels == 1
+    randomize_batchnorm(model)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model(x), model(x))
+        model.train()
+        torch.manual_seed(1)
+        a = model(x)
+        torch.manual_seed(2)
+        assert not torch.equal(a, model(x))
