@@ -478,3 +478,80 @@ model net = Net() input [4, 8, 8]
            "            if i != len(counts) - 1:\n" \
            "                features.append(nn.Conv2d(channels, in_channels, kernel_size=1))\n" \
            "                channels = in_channels\n" in source
+
+
+def test_a_branch_whose_layers_an_inner_if_chooses_is_tested_by_its_condition(tmp_path):
+    """forward cannot tell the outer branch by `self.wide is not None` when an `if` inside it may
+    declare `narrow` instead: it keeps the outer condition (found writing dpn.arch, whose projection is
+    named after its stride). The inner `else` tests its layer, which is None where the outer branch is
+    not taken: TorchScript compiles the branches it cannot rule out."""
+    import importlib.util
+
+    import torch
+    source = compile_text("""
+block Proj(kind = "none") {
+    y = x
+    if kind != "none" {
+        if kind == "wide" {
+            y = x | wide: conv2d(16, 1)
+        } else {
+            y = x | narrow: conv2d(4, 1)
+        }
+    }
+    return y
+}
+model m = Proj("narrow") input [8, 5, 5]
+""")
+    assert "        self.use_branch = kind != 'none'\n" in source
+    assert "        if self.use_branch:\n            if self.wide is not None:\n" in source
+    assert "            elif self.narrow is not None:\n                y = self.narrow(x)\n" in source
+    (tmp_path / "proj.py").write_text(source)  # TorchScript reads the class's source from its file
+    spec = importlib.util.spec_from_file_location("proj", tmp_path / "proj.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = torch.randn(1, 8, 5, 5)
+    for kind, channels in [("none", 8), ("wide", 16), ("narrow", 4)]:
+        m = module.Proj(kind=kind)
+        assert m(x).shape == (1, channels, 5, 5)
+        torch.testing.assert_close(torch.jit.script(m)(x), m(x))
+
+
+def test_a_width_whose_terms_cancel_is_written_without_them():
+    """A block that splits off `bw` channels and puts them back gives `bw + (c - bw) + inc` channels:
+    the caller's running width is written `c + inc` (found writing dpn.arch); a loop over
+    `enumerate(zip(...))` that unpacks both levels iterates them as Python has it."""
+    source = compile_text("""
+block Part(bw, inc) {
+    a, b = split(x, [bw, x.channels - bw])
+    return concat(a | c: conv2d(bw, 1), b, b | d: conv2d(inc, 1))
+}
+block Net(bws = [4, 8], incs = [2, 3]) {
+    x = x | blocks: seq {
+        for s, (bw, inc) in enumerate(zip(bws, incs)) {
+            Part(bw + s, inc)
+        }
+    }
+    return x
+}
+model net = Net() input [16, 5, 5]
+""")
+    assert "        for s, (bw, inc) in enumerate(zip(bws, incs)):\n" in source
+    assert "            channels = channels + inc\n" in source
+    import torch
+    namespace = {}
+    exec(compile(source, "part.py", "exec"), namespace)
+    net = namespace["Net"](bws=[4, 8, 2], incs=[2, 3, 1])
+    assert net(torch.randn(1, 16, 5, 5)).shape == (1, 22, 5, 5)
+
+
+def test_sums_cancel_only_where_a_term_does():
+    from archsmith.backends.values import Const, Dyn, binop
+    bw, inc, c = Dyn("bw"), Dyn("inc"), Dyn("c")
+    assert binop("+", binop("+", bw, binop("-", c, bw)), inc).src == "c + inc"
+    assert binop("-", binop("+", bw, inc), bw).src == "inc"
+    assert binop("-", binop("*", Const(2), inc), binop("+", inc, inc)) == Const(0)
+    assert binop("-", bw, binop("+", bw, binop("*", Const(3), inc))).src == "-3 * inc"
+    assert binop("+", bw, bw).src == "bw + bw"  # nothing cancels: written as the spec has it
+    ternary = Dyn("a if p else b", 0)
+    assert binop("+", binop("-", ternary, bw), bw).src == "a if p else b"
+    assert binop("+", binop("+", bw, binop("-", ternary, bw)), inc).src == "(a if p else b) + inc"

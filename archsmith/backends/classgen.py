@@ -182,6 +182,7 @@ class Translator:
         self.live_curs: list = []  # the tensor flowing through each seq being built
         self.maybe_layers: dict = {}  # layers declared under a condition -> what the condition reads
         self.branch_deps = frozenset()  # what the conditions of the branch being written read
+        self.branch_depth = 0  # how many branches of `if`s the statement being written is inside
         self.refused = False  # whether the branch being written ends in `raise ValueError` (an `error`)
         self.pending_returns: list = []  # (condition, shape) of returns in an `if` the path went on after
         self.out_shape = None
@@ -635,7 +636,11 @@ class Translator:
         if not isinstance(target, str):
             found = re.fullmatch(r"list\(map\(list, ((?:zip|enumerate)\(.*\))\)\)", source)
             if found:
-                return found.group(1)
+                source, prec = found.group(1), ATOM
+            # `for i, (a, b) in enumerate(zip(xs, ys))`: the inner items are unpacked too
+            inner = re.fullmatch(r"enumerate\(list\(map\(list, (zip\(.*\))\)\)((?:, [^()]*)?)\)", source)
+            if inner and len(target) == 2 and isinstance(target[1], list):
+                return f"enumerate({inner.group(1)}{inner.group(2)})"
         return wrap(source, prec, 1)
 
     def fwd_target(self, var: str, live=frozenset()) -> str:
@@ -814,9 +819,13 @@ class Translator:
             self.out_shape = None
             self.branch_deps = frozenset().union(*[deps(c) for c, _ in clauses[:len(done) + 1] if c is not None])
             self.refused = False
+            maybe_before = set(self.maybe_layers)
+            self.branch_depth += 1
             with self.capture() as (init, fwd):
                 result = run(body) if seq is None else run(body, cur, seq)
-            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers), self.refused])
+            self.branch_depth -= 1
+            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers), self.refused,
+                         set(self.maybe_layers) - maybe_before])
             declared.update(self.layers)
             if self.out_shape is not None:
                 returned.append((cond, self.out_shape))
@@ -923,10 +932,13 @@ class Translator:
                                  "a condition in forward inside a loop of a block body")
         tests = []
         for d in done:
-            if d[0] is None:
+            # a layer of this branch alone, which an `if` inside it does not leave None, tells it apart
+            own = [n for n in d[5] if n not in d[7] and all(n not in o[5] for o in done if o is not d)]
+            # an `else` inside a branch of another `if` tests its layer too: where the outer branch is
+            # not taken, every layer of the chain is None, and TorchScript compiles what it cannot rule out
+            if d[0] is None and not (own and self.branch_depth):
                 tests.append(None)
                 continue
-            own = [n for n in d[5] if all(n not in o[5] for o in done if o is not d)]
             if own:
                 tests.append(f"{_module_attr(sorted(own, key=list(self.layers).index)[0])} is not None")
             else:
