@@ -311,3 +311,28 @@ def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
     assert "            stages.append(stage(channels, widths[s], depths[s], 1 if s == 0 else 2))\n" \
            "            channels = widths[s]\n" in source
     assert "        self.norm = nn.BatchNorm2d(channels)" in source
+
+
+def test_training_outputs_are_written_as_torchvision_writes_them():
+    """`if training` is `if self.training:` in forward; the layers under it are built unconditionally
+    (under the spec's other conditions), and several returned tensors are a tuple."""
+    import torch
+    from test_language import AUX
+    source = archsmith.compile(AUX)
+    assert ("        if aux_logits:\n"
+            "            self.aux = Head(8, num_classes)\n"
+            "        else:\n"
+            "            self.aux = None\n") in source
+    assert ("        if self.aux is not None:\n"
+            "            if self.training:\n"
+            "                aux = self.aux(x)\n") in source
+    assert ("        if self.aux_logits:\n"
+            "            if self.training:\n"
+            "                return x, aux\n"
+            "        return x\n") in source
+    assert "    def forward(self, x: Tensor) -> Union[Tensor, tuple[Tensor, Tensor]]:\n" in source
+    assert "from typing import Union\n" in source
+    net = archsmith.build(AUX)
+    traced = torch.fx.symbolic_trace(net.train())  # the mode is a Python bool, decided when tracing
+    x = torch.randn(2, 3, 16, 16)
+    assert [t.shape for t in traced(x)] == [(2, 10), (2, 10)]

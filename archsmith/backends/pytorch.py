@@ -302,7 +302,8 @@ class Generator:
         head += [""]
         std = [line for line, used in (("import math", "math" in uses),
                                        ("from collections import OrderedDict", "OrderedDict" in uses),
-                                       ("from typing import Optional", "Optional" in uses)) if used]
+                                       ("from typing import " + ", ".join(sorted(uses & {"Optional", "Union"})),
+                                        uses & {"Optional", "Union"})) if used]
         head += std + ([""] if std else [])
         head += [line for line, used in (("import torch", "torch." in text),
                                          ("import torch.nn.functional as F", "F." in text)) if used]
@@ -382,7 +383,10 @@ class Generator:
             out += [""] + self._width_method(info)
         out += ["", f"    def __init__({', '.join(['self'] + params)}) -> None:", "        super().__init__()"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.init]
-        out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
+        returns = "Tensor"
+        if info.source.training_returns:  # a tuple in training, the main output in eval
+            returns = f"Union[Tensor, tuple[{', '.join(['Tensor'] * info.source.training_returns)}]]"
+        out += ["", f"    def forward(self, x: Tensor) -> {returns}:"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.forward]
         return out
 
