@@ -336,3 +336,32 @@ def test_training_outputs_are_written_as_torchvision_writes_them():
     traced = torch.fx.symbolic_trace(net.train())  # the mode is a Python bool, decided when tracing
     x = torch.randn(2, 3, 16, 16)
     assert [t.shape for t in traced(x)] == [(2, 10), (2, 10)]
+
+
+def test_layers_a_declare_moves_under_one_condition_are_built_under_one_if():
+    source = archsmith.compile("""
+block Net(aux = true) {
+    x = x | conv1: conv2d(8, 1)
+    if aux {
+        if training { a = x | head1: conv2d(4, 1) }
+    }
+    x = x | conv2: conv2d(8, 1)
+    if aux {
+        if training { b = x | head2: conv2d(4, 1) }
+    }
+    x = x | conv3: conv2d(8, 1)
+    declare head1, head2
+    if aux {
+        if training { return x, a, b }
+    }
+    return x
+}
+model net = Net() input [3, 8, 8]
+""")
+    assert ("        self.conv3 = nn.Conv2d(8, 8, kernel_size=1)\n"
+            "        if aux:\n"
+            "            self.head1 = nn.Conv2d(8, 4, kernel_size=1)\n"
+            "            self.head2 = nn.Conv2d(8, 4, kernel_size=1)\n"
+            "        else:\n"
+            "            self.head1 = None\n"
+            "            self.head2 = None\n") in source

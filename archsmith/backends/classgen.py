@@ -745,23 +745,25 @@ class Translator:
         so that it keeps this place in the module's order."""
         if self.loop_deps is not None:
             raise Untranslatable(self.loop_deps, "a `declare` in every iteration of a loop")
+        moved = []
         for name in s.names:
             if name in self.layers:
-                self._move_built(name, s.names)
+                moved.append(self._move_built(name, s.names))
             else:
                 self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
+        self.init.extend(_merge_chains([lines for lines in moved if lines]))
 
     def _move_built(self, name, names):
         """`declare name` after the layer is built: the statement that built it moves here in __init__
         (`self.aux1 = ...` after the layers its place follows)."""
         if self.inline:
-            return
+            return []
         record = self.built.get(name)
         if record is None or record[0] is not self.init:
             raise Untranslatable(frozenset(), f"`declare {name}` at another level of conditions than `{name}`")
         buffer, start, count, built = record
         if count == 0:  # moved already, with another layer its statement built
-            return
+            return []
         if any(n not in names for n in built):
             raise Untranslatable(frozenset(), f"`declare {name}` without {', '.join(n for n in built if n not in names)}, "
                                               "which the same statement builds")
@@ -778,7 +780,7 @@ class Translator:
             if other[0] is buffer and other[1] > start:
                 other[1] -= count
         record[2] = 0
-        buffer.extend(lines)
+        return lines
 
     def negation(self, cond):
         """`not cond`, translated; a comparison negated as one (`n % 6 != 0`), `not c` as `c`."""
@@ -1911,6 +1913,28 @@ def _dyn_names(v) -> set:
     if isinstance(v, (TVal, TList)):
         return set().union(*[_dyn_names(d) for d in v.shape]) if v.shape else set()
     return set()
+
+
+def _merge_chains(groups: list) -> list:
+    """The init lines of statements a `declare` moves, in order; where each is `if c: ... else: ...`
+    on the same `c`, building layers only, one chain (`if aux_logits:` builds both heads)."""
+    def parts(lines):
+        if not lines or not all(isinstance(l, str) for l in lines):
+            return None
+        head = re.fullmatch(r"(\s*)if .*:", lines[0])
+        if head is None or head.group(1) + "else:" not in lines:
+            return None
+        pad = head.group(1)
+        k = lines.index(pad + "else:")
+        then, orelse = lines[1:k], lines[k + 1:]
+        if not all(l.startswith(pad + "    self.") for l in then + orelse):
+            return None
+        return lines[0], then, orelse, pad
+    split = [parts(g) for g in groups]
+    if len(groups) < 2 or any(p is None for p in split) or len({p[0] for p in split}) != 1:
+        return [line for g in groups for line in g]
+    return ([split[0][0]] + [line for p in split for line in p[1]] + [split[0][3] + "else:"]
+            + [line for p in split for line in p[2]])
 
 
 def _returns(node) -> bool:
