@@ -110,6 +110,11 @@ def test_the_generated_forward_reads_like_torchvisions():
             "                return x, aux2, aux1\n"
             "        return x\n") in source
     # the heads are built after the last module, as torchvision's are (their place in the checkpoint)
-    init = source[source.index("class GoogLeNet"):]
-    assert init.index("self.inception5b = ") < init.index("self.aux1 = ") < init.index("self.aux2 = ") \
-        < init.index("self.fc = ")
+    assert ("        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128, c5_kernel=c5_kernel)\n"
+            "        if aux_logits:\n"
+            "            self.aux1 = InceptionAux(512, num_classes, dropout=dropout_aux)\n"
+            "            self.aux2 = InceptionAux(528, num_classes, dropout=dropout_aux)\n"
+            "        else:\n"
+            "            self.aux1 = None\n"
+            "            self.aux2 = None\n"
+            "        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))\n") in source
