@@ -674,3 +674,24 @@ def test_a_training_branch_is_shape_checked_in_every_elaboration():
     spec = AUX.replace("mean() | fc: linear(num_classes)\n}", "maxpool2d(32) | flatten() | fc: linear(num_classes)\n}", 1)
     with pytest.raises(archsmith.SpecError, match="maxpool2d window 32"):
         elaborate_models(spec)
+
+
+def test_a_block_that_returns_one_tensor_in_training_is_any_blocks_layer():
+    spec = """
+block Noisy(scale = 0.5) {
+    if training { return x + x * scale }
+    return x
+}
+block Net() {
+    x = x | conv: conv2d(8, 1) | noise: Noisy()
+    return x | mean() | fc: linear(4)
+}
+model net = Net() input [3, 8, 8]
+"""
+    assert "        if self.training:\n            return x + x * self.scale\n        return x\n" in archsmith.compile(spec)
+    net = archsmith.build(spec)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        features = net.conv(x)
+        torch.testing.assert_close(net.train()(x), net.fc((features * 1.5).mean((2, 3))))
+        torch.testing.assert_close(net.eval()(x), net.fc(features.mean((2, 3))))
