@@ -191,6 +191,7 @@ class Unpack:
 class Return:
     value: object
     span: Span
+    outputs: Optional[list] = None  # `return x, aux2, aux1`: the expressions (value is the first)
 
 
 @dataclass
@@ -212,6 +213,15 @@ class Assert:
 class If:
     branches: list  # [(cond, body)], the first is `if`, the rest `elif`
     orelse: Optional[list]
+    span: Span
+
+
+@dataclass
+class Training:
+    """`if training { ... }`: statements that run only in training mode (the module's `self.training`).
+    Their layers exist in both modes; a `return` in them is training's output, and the statements
+    after the `if` are then the eval path."""
+    body: list
     span: Span
 
 

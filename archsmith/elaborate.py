@@ -99,6 +99,7 @@ class Elaborator(Evaluator):
         super().__init__(loader)
         self.graph: nx.DiGraph = None
         self.stack: list = []  # block definitions being instantiated, to catch recursion
+        self.training = 0  # how many `if training` bodies are being run: their ops run only in training
 
     # ---------------------------------------------------------------- entry point
 
@@ -155,7 +156,7 @@ class Elaborator(Evaluator):
         if n >= MAX_NODES:
             raise self._err(f"the model has more than {MAX_NODES} ops; is a loop too long?", span)
         self.graph.add_node(n, op=op, attrs=dict(attrs), span=span, scope=scope_path, module=module_path,
-                            shape=shape, inputs=[t.key for t in inputs])
+                            shape=shape, inputs=[t.key for t in inputs], training=self.training > 0)
         for i, t in enumerate(inputs):
             if self.graph.has_edge(t.node, n):
                 self.graph.edges[t.node, n]["ports"].append(i)
@@ -451,6 +452,9 @@ class Elaborator(Evaluator):
             elif isinstance(s, ast.Recompute):
                 raise self._err("`recompute` is a statement of block bodies: a `seq` runs its children as they are",
                                 s.span, scope.file)
+            elif isinstance(s, ast.Training):
+                raise self._err("`if training` stands in a block body; a `seq` is the same in both modes", s.span,
+                                scope.file, hint="put the layers in a block, under `if training { ... }`")
             else:
                 raise self._err("a `seq` holds layers, loops and conditions; `return` is not allowed", s.span,
                                 scope.file)
@@ -532,7 +536,10 @@ class Elaborator(Evaluator):
         result, span = result
         if not isinstance(result, Tensor):
             raise self._err(f"block `{defn.name}` must return a tensor, not {type_name(result)}", span, defn.file)
+        inst.output_span = span
         inst.output = result
+        if inst.training_output is not None:
+            self._check_training_output(inst, path, call_span, caller)
         if inst.declared:  # each layer `declare`d at the place its statement stands
             place = {name: (before, -1, i) for i, (name, before) in enumerate(inst.declared)}
             order = sorted(range(len(inst.layers)), key=lambda i: place.get(inst.layers[i].name, (i, 0, 0)))
@@ -540,16 +547,44 @@ class Elaborator(Evaluator):
         return inst
 
 
+    def _check_training_output(self, inst, path, call_span, caller):
+        """Several tensors in training only from a model's block; one, of the eval output's shape."""
+        value, span = inst.training_output
+        name = inst.block.name
+        if isinstance(value, list) and path != "":
+            raise self._err(f"`{name}` returns {len(value)} tensors in training, so it can only be a model's block",
+                            call_span, caller.file, notes=[("returned here", span)])
+        if isinstance(value, Tensor) and value.shape != inst.output.shape:
+            raise self._err(f"block `{name}` returns {fmt_shape(value.shape)} in training but "
+                            f"{fmt_shape(inst.output.shape)} in eval", span, inst.block.file,
+                            notes=[("the eval output", inst.output_span)])
+
+    def _run_training(self, s: ast.Training, scope):
+        """`if training { ... }`: run in every elaboration, so that its layers are declared and its shapes
+        checked, with its ops marked as training's; a `return` in it is the instance's training output,
+        and the block goes on with its eval path."""
+        inner = scope.derive(training=True)
+        self.training += 1
+        try:
+            result = self._run_block_body(s.body, inner)
+        finally:
+            self.training -= 1
+        inst = scope.instance
+        if result is MISSING or inst.training_output is not None:
+            return
+        value, span = result
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, Tensor) and v.batched for v in values):
+            what = type_name(value) if not isinstance(value, list) else "a list with other values than tensors"
+            raise self._err(f"block `{inst.block.name}` must return tensors, not {what}", span, scope.file)
+        inst.training_output = (value, span)
+
     def _declare_place(self, s: ast.Declare, scope):
-        """`declare name`: the layer `name`, declared further on, takes its place in the module here."""
+        """`declare name`: the layer `name`, declared further on or already, takes its place in the module
+        here."""
         inst = scope.instance
         known, dynamic = _layer_names(inst.block, scope.file)
         for name, span in zip(s.names, s.spans):
-            existing = find_layer(inst, name)
-            if existing is not None:
-                raise self._err(f"`{name}` is declared already, so its place is where it is", span, scope.file,
-                                notes=[("declared here", existing.span)],
-                                hint="put the `declare` before the layer's first use")
             if any(name == n for n, _ in inst.declared):
                 raise self._err(f"`{name}` is in a `declare` already", span, scope.file)
             if name not in known and not dynamic:
@@ -643,7 +678,15 @@ class Elaborator(Evaluator):
                 if isinstance(value, Tensor) and isinstance(s.value, ast.Name):
                     self._step(scope.instance, Step("alias", [value.key], [value.key], span=s.span))
             elif isinstance(s, ast.Return):
+                if s.outputs is not None and not scope.training:
+                    raise self._err("a block returns one tensor; several are returned only in training, as a model's "
+                                    "auxiliary outputs", s.span, scope.file,
+                                    hint="return them under `if training { ... }`, and the main output after it")
+                if s.outputs is not None:
+                    return [self.eval(e, scope) for e in s.outputs], s.span
                 return self.eval(s.value, scope), s.value.span
+            elif isinstance(s, ast.Training):
+                self._run_training(s, scope)
             elif isinstance(s, ast.Assert):
                 self.check_assert(s, scope)
             elif isinstance(s, ast.Declare):

@@ -161,6 +161,8 @@ class Scope:
         self.vars: dict = {}
         self.layer_name = None  # in a def: the name its layer gets
         self.site_span = None  # in a def: where it is used, where its layer's errors are reported
+        self.training = False  # inside `if training { ... }`
+        self.training_only: dict = {}  # names assigned under `if training` -> where
 
     def derive(self, **changes) -> "Scope":
         """The same names (shared, not copied) with some fields changed."""
@@ -206,7 +208,15 @@ class Evaluator:
 
     def _eval_Name(self, e, scope):
         if e.id in scope.vars:
+            if e.id in scope.training_only and not scope.training:
+                raise self._err(f"`{e.id}` is assigned only in training, so only `if training` can read it", e.span,
+                                scope.file, notes=[("assigned here", scope.training_only[e.id])],
+                                hint="read it under `if training { ... }`, or assign it in both modes")
             return scope.vars[e.id]
+        if e.id == "training" and scope.instance is not None:
+            raise self._err("`training` is the module's mode, known only when it runs: it is a condition on its own, "
+                            "`if training { ... }`", e.span, scope.file,
+                            hint="nest a condition on other values around it: `if aux { if training { ... } }`")
         if e.id in scope.file.scope:
             defn = scope.file.scope[e.id]
             if isinstance(defn, ast.Assign):
@@ -273,6 +283,10 @@ class Evaluator:
         """Assign `value` to a name, or unpack it into a (nested) list of targets."""
         if isinstance(target, str):
             scope.vars[target] = value
+            if scope.training:
+                scope.training_only[target] = span
+            else:
+                scope.training_only.pop(target, None)
             return
         if not isinstance(value, list):
             raise self._err(f"cannot unpack {type_name(value)} into {len(target)} names", span, scope.file)

@@ -9,8 +9,9 @@ Graph nodes are numbered in the order they were added (a topological order) and 
 primitive's name, or "input"/"output"), `attrs` (its bound arguments, with those taken from the input
 shape, such as a conv's `in_channels`), `inputs` (the keys of the tensors it reads, in order),
 `shape` (the per-sample output shape; a list of them for split/chunk), `span` (where the spec wrote
-it), `scope` (the dotted path of the block instance it belongs to) and `module` (the checkpoint-key
-prefix of the layer it applies, None for a functional op). An edge carries the tensor's `shape` and
+it), `scope` (the dotted path of the block instance it belongs to), `module` (the checkpoint-key
+prefix of the layer it applies, None for a functional op) and `training` (whether it runs only in
+training mode, under `if training`). An edge carries the tensor's `shape` and
 the input `ports` of the reader it feeds."""
 from __future__ import annotations
 
@@ -76,6 +77,8 @@ class Instance:
     input: object = None  # a Tensor, or the list of Tensors a block is given (DenseNet's features)
     declared: list = field(default_factory=list)  # (name, how many layers came before) of `declare`
     output: Optional[Tensor] = None
+    output_span: object = None
+    training_output: object = None  # (a Tensor or a list of them, span): what `if training` returns
     recomputed: dict = field(default_factory=dict)  # name -> ast.Recompute: the regions its body ran
 
     @property

@@ -401,7 +401,7 @@ class _ToAst(Transformer_NonRecursive):
         return targets[0] if len(targets) == 1 else targets
 
     def return_stmt(self, meta, children):
-        return ast.Return(children[0], self._s(meta))
+        return ast.Return(children[0], self._s(meta), list(children) if len(children) > 1 else None)
 
     def assert_stmt(self, meta, children):
         cond, message = children
@@ -411,6 +411,12 @@ class _ToAst(Transformer_NonRecursive):
     def if_stmt(self, meta, children):
         cond, body, *rest = children
         orelse = rest.pop() if rest and not isinstance(rest[-1], tuple) else None
+        if isinstance(cond, ast.Name) and cond.id == "training":
+            if rest or orelse is not None:
+                raise SpecError("`if training` has no `elif` or `else`", self._s(meta),
+                                hint="what follows the `if` runs in both modes, or in eval only where the "
+                                     "`if training` returns")
+            return ast.Training(body, self._s(meta))
         return ast.If([(cond, body)] + list(rest), orelse, self._s(meta))
 
     def elif_clause(self, meta, children):

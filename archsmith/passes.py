@@ -84,10 +84,11 @@ def parameter_count(graph: nx.DiGraph) -> int:
 
 
 def mac_count(graph: nx.DiGraph) -> int:
-    """Multiply-accumulates of convolutions and linear layers for one sample."""
+    """Multiply-accumulates of convolutions and linear layers for one sample, in eval mode (without
+    what runs only in training)."""
     total = 0
     for n, data in graph.nodes(data=True):
-        if data["op"] not in ("input", "output"):
+        if data["op"] not in ("input", "output") and not data.get("training"):
             in_shape = output_shape(graph, *data["inputs"][0]) if data["inputs"] else ()
             total += primitive_of(data["op"]).macs(data["attrs"], in_shape, data["shape"])
     return total

@@ -555,3 +555,57 @@ def test_sums_cancel_only_where_a_term_does():
     ternary = Dyn("a if p else b", 0)
     assert binop("+", binop("-", ternary, bw), bw).src == "a if p else b"
     assert binop("+", binop("+", bw, binop("-", ternary, bw)), inc).src == "(a if p else b) + inc"
+
+
+def test_training_outputs_are_written_as_torchvision_writes_them():
+    """`if training` is `if self.training:` in forward; the layers under it are built unconditionally
+    (under the spec's other conditions), and several returned tensors are a tuple."""
+    import torch
+    from test_language import AUX
+    source = archsmith.compile(AUX)
+    assert ("        if aux_logits:\n"
+            "            self.aux = Head(8, num_classes)\n"
+            "        else:\n"
+            "            self.aux = None\n") in source
+    assert ("        if self.aux is not None:\n"
+            "            if self.training:\n"
+            "                aux = self.aux(x)\n") in source
+    assert ("        if self.aux_logits:\n"
+            "            if self.training:\n"
+            "                return x, aux\n"
+            "        return x\n") in source
+    assert "    def forward(self, x: Tensor) -> Union[Tensor, tuple[Tensor, Tensor]]:\n" in source
+    assert "from typing import Union\n" in source
+    net = archsmith.build(AUX)
+    traced = torch.fx.symbolic_trace(net.train())  # the mode is a Python bool, decided when tracing
+    x = torch.randn(2, 3, 16, 16)
+    assert [t.shape for t in traced(x)] == [(2, 10), (2, 10)]
+
+
+def test_layers_a_declare_moves_under_one_condition_are_built_under_one_if():
+    source = archsmith.compile("""
+block Net(aux = true) {
+    x = x | conv1: conv2d(8, 1)
+    if aux {
+        if training { a = x | head1: conv2d(4, 1) }
+    }
+    x = x | conv2: conv2d(8, 1)
+    if aux {
+        if training { b = x | head2: conv2d(4, 1) }
+    }
+    x = x | conv3: conv2d(8, 1)
+    declare head1, head2
+    if aux {
+        if training { return x, a, b }
+    }
+    return x
+}
+model net = Net() input [3, 8, 8]
+""")
+    assert ("        self.conv3 = nn.Conv2d(8, 8, kernel_size=1)\n"
+            "        if aux:\n"
+            "            self.head1 = nn.Conv2d(8, 4, kernel_size=1)\n"
+            "            self.head2 = nn.Conv2d(8, 4, kernel_size=1)\n"
+            "        else:\n"
+            "            self.head1 = None\n"
+            "            self.head2 = None\n") in source

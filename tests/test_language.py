@@ -691,3 +691,110 @@ def test_recompute_translates_to_a_method_run_under_checkpoint():
     assert "def bottleneck" not in archsmith.compile(RECOMPUTED.replace("if memory_efficient {", "if false {"))
     assert "        if x.requires_grad:\n            y = checkpoint(self.bottleneck, x, use_reentrant=False)\n" \
         in archsmith.compile(RECOMPUTED.replace("if memory_efficient {", "{"))
+
+
+def test_declare_after_a_layers_first_use_moves_it_there():
+    """torchvision's GoogLeNet builds its auxiliary classifiers after the last module, though they read
+    an earlier one: a `declare` after the layer's first use gives it its place there."""
+    spec = """
+block Net(aux = true) {
+    x = x | conv1: conv2d(8, 1)
+    y = x
+    if aux {
+        y = x | head: conv2d(8, 1)
+    }
+    x = x | conv2: conv2d(8, 1)
+    declare head
+    return (x | conv3: conv2d(8, 1)) + y
+}
+model net = Net() input [3, 8, 8]
+"""
+    (model,) = elaborate_models(spec)
+    assert [l.name for l in model.root.layers] == ["conv1", "conv2", "head", "conv3"]
+    source = archsmith.compile(spec)
+    assert ("        self.conv2 = nn.Conv2d(8, 8, kernel_size=1)\n"
+            "        if aux:\n"
+            "            self.head = nn.Conv2d(8, 8, kernel_size=1)\n"
+            "        else:\n"
+            "            self.head = None\n"
+            "        self.conv3 = nn.Conv2d(8, 8, kernel_size=1)\n") in source
+    for aux in (True, False):
+        keys = [k.split(".")[0] for k in archsmith.build(spec, aux=aux).state_dict()][::2]
+        assert keys == (["conv1", "conv2", "head", "conv3"] if aux else ["conv1", "conv2", "conv3"])
+
+
+AUX = """
+block Head(num_classes) {
+    return x | mean() | fc: linear(num_classes)
+}
+block Net(num_classes = 10, aux_logits = true) {
+    x = x | conv1: conv2d(8, 3, padding=1) | relu
+    if aux_logits {
+        if training { aux = x | aux: Head(num_classes) }
+    }
+    x = x | conv2: conv2d(16, 3, stride=2, padding=1) | relu
+    x = x | mean() | fc: linear(num_classes)
+    if aux_logits {
+        if training { return x, aux }
+    }
+    return x
+}
+model net = Net() input [3, 16, 16]
+"""
+
+
+def test_training_outputs_are_returned_in_training_only():
+    """`if training` runs in train mode only; its layers exist in both modes; a `return` in it gives
+    training's outputs, and eval goes on after it."""
+    net = archsmith.build(AUX)
+    assert [k for k in net.state_dict()] == ["conv1.weight", "conv1.bias", "aux.fc.weight", "aux.fc.bias",
+                                              "conv2.weight", "conv2.bias", "fc.weight", "fc.bias"]
+    x = torch.randn(2, 3, 16, 16)
+    net.train()
+    logits, aux = net(x)
+    assert logits.shape == aux.shape == (2, 10)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), logits.detach())
+        torch.testing.assert_close(aux.detach(), net.aux.fc(torch.relu(net.conv1(x)).mean((2, 3))))
+    plain = archsmith.build(AUX, aux_logits=False).train()
+    assert plain.aux is None and plain(x).shape == (2, 10)
+
+
+def test_training_ops_are_marked_and_left_out_of_the_eval_macs():
+    from archsmith.passes import mac_count, parameter_count
+    (model,) = elaborate_models(AUX)
+    (plain,) = elaborate_models(AUX, aux_logits=False)
+    training = [d["op"] for _, d in model.graph.nodes(data=True) if d["training"]]
+    assert training == ["mean", "linear"]
+    assert mac_count(model.graph) == mac_count(plain.graph)
+    assert parameter_count(model.graph) == parameter_count(plain.graph) + 8 * 10 + 10
+    assert model.root.training_output[0][1].shape == (10,)
+
+
+def test_a_training_branch_is_shape_checked_in_every_elaboration():
+    """The eval path never runs the auxiliary head, but a head that does not fit is still an error."""
+    spec = AUX.replace("mean() | fc: linear(num_classes)\n}", "maxpool2d(32) | flatten() | fc: linear(num_classes)\n}", 1)
+    with pytest.raises(archsmith.SpecError, match="maxpool2d window 32"):
+        elaborate_models(spec)
+
+
+def test_a_block_that_returns_one_tensor_in_training_is_any_blocks_layer():
+    spec = """
+block Noisy(scale = 0.5) {
+    if training { return x + x * scale }
+    return x
+}
+block Net() {
+    x = x | conv: conv2d(8, 1) | noise: Noisy()
+    return x | mean() | fc: linear(4)
+}
+model net = Net() input [3, 8, 8]
+"""
+    assert "        if self.training:\n            return x + x * self.scale\n        return x\n" in archsmith.compile(spec)
+    net = archsmith.build(spec)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        features = net.conv(x)
+        torch.testing.assert_close(net.train()(x), net.fc((features * 1.5).mean((2, 3))))
+        torch.testing.assert_close(net.eval()(x), net.fc(features.mean((2, 3))))

@@ -32,7 +32,7 @@ from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, RVal, 
 
 # Names the generated module defines or imports; no spec name may take them.
 MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
-                "LayerNorm2d", "Permute", "Optional", "checkpoint"}
+                "LayerNorm2d", "Permute", "Optional", "Union", "checkpoint"}
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | MODULE_NAMES
 LOCAL = "@local"  # dependency on a variable of the function being written (a loop variable, say)
 
@@ -91,6 +91,7 @@ class ClassSource:
     uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional", "checkpoint"
     methods: list = field(default_factory=list)  # the lines of each method besides forward (`recompute`)
     returns: str = "nn.Module"  # a helper function's return annotation
+    training_returns: int = 0  # how many tensors `forward` returns in training, where more than one
 
 
 class _Seq:
@@ -185,6 +186,10 @@ class Translator:
         self.branch_depth = 0  # how many branches of `if`s the statement being written is inside
         self.refused = False  # whether the branch being written ends in `raise ValueError` (an `error`)
         self.pending_returns: list = []  # (condition, shape) of returns in an `if` the path went on after
+        self.training = False  # writing the body of an `if training`
+        self.training_names: set = set()  # spec names an `if training` assigns
+        self.built: dict = {}  # layer name -> [init buffer, first line, line count, names] of the statement
+        # that built it, for a `declare` further on that moves it
         self.out_shape = None
         self.result = ClassSource()
         self.in_rank = in_rank
@@ -349,7 +354,10 @@ class Translator:
         """Translate statements; True where every path returned."""
         body = list(body)
         index = 0
+        previous = None
         while index < len(body):
+            self._note_built(previous)
+            previous = (self.init, len(self.init), set(self.layers))
             s = body[index]
             rest = body[index + 1:]
             index += 1
@@ -361,9 +369,14 @@ class Translator:
                 self.env[s.name] = self.declare_parameter(s)
             elif isinstance(s, ast.Unpack):
                 self.unpack(s.targets, s.value)
+            elif isinstance(s, ast.Return) and self.training:
+                self.training_return(s)
+                return True
             elif isinstance(s, ast.Return):
                 self.do_return(s.value)
                 return True
+            elif isinstance(s, ast.Training):
+                self.training_stmt(s)
             elif isinstance(s, ast.Fail):
                 self.emit_init(self.refusal(s))
                 self.refused = True
@@ -375,7 +388,7 @@ class Translator:
             elif isinstance(s, ast.Recompute):
                 self.recompute(s)
             elif isinstance(s, ast.If):
-                if rest and any(isinstance(n, ast.Return) for n in walk(s)):
+                if rest and _returns(s):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
                     s = ast.If([(c, b + rest) for c, b in s.branches], (s.orelse or []) + rest, s.span)
                     self.if_stmt(s, self.stmts)
@@ -391,6 +404,47 @@ class Translator:
                 # unrolled in place, so that what follows an iteration's early return is in view
                 body[index:index] = [stmt for v in items for stmt in [_Bind(s.var, v)] + list(s.body)]
         return False
+
+    def _note_built(self, previous):
+        """Remember which init lines the statement just written built its layers with."""
+        if previous is None or self.inline:
+            return
+        buffer, start, known = previous
+        new = [n for n in self.layers if n not in known]
+        if new and buffer is self.init:
+            record = [buffer, start, len(buffer) - start, new]
+            for name in new:
+                self.built[name] = record
+
+    def training_stmt(self, s: ast.Training):
+        """`if training { ... }`: its layers are built in __init__ unconditionally (they exist in both
+        modes); its forward lines run under `if self.training:`."""
+        if self.training:
+            self.stmts(s.body)
+            return
+        saved = self.fwd, self.out_shape, list(self.pending_returns)
+        self.fwd, self.training = [], True
+        self.fi += 1
+        try:
+            self.stmts(s.body)
+        finally:
+            body = self.fwd
+            self.fi -= 1
+            self.fwd, self.out_shape, self.pending_returns = saved
+            self.training = False
+        self.training_names |= _assigned(s.body)
+        if _has_content(body):
+            self.emit_fwd("if self.training:")
+            self.fwd.extend(body)
+
+    def training_return(self, s: ast.Return):
+        """A `return` under `if training`: one tensor, or a tuple of them (`return x, aux2, aux1`)."""
+        exprs = s.outputs or [s.value]
+        values = [self.as_tensor(self.eval(e)) for e in exprs]
+        if len(values) > 1:
+            self.result.training_returns = len(values)
+            self.result.uses.add("Union")
+        self.emit_fwd(f"return {', '.join(v.fwd for v in values)}")
 
     def block_for(self, s: ast.For, it):
         """A loop of a block body over a list known only at construction: a Python loop in __init__
@@ -702,8 +756,42 @@ class Translator:
         so that it keeps this place in the module's order."""
         if self.loop_deps is not None:
             raise Untranslatable(self.loop_deps, "a `declare` in every iteration of a loop")
+        moved = []
         for name in s.names:
-            self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
+            if name in self.layers:
+                moved.append(self._move_built(name, s.names))
+            else:
+                self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
+        self.init.extend(_merge_chains([lines for lines in moved if lines]))
+
+    def _move_built(self, name, names):
+        """`declare name` after the layer is built: the statement that built it moves here in __init__
+        (`self.aux1 = ...` after the layers its place follows)."""
+        if self.inline:
+            return []
+        record = self.built.get(name)
+        if record is None or record[0] is not self.init:
+            raise Untranslatable(frozenset(), f"`declare {name}` at another level of conditions than `{name}`")
+        buffer, start, count, built = record
+        if count == 0:  # moved already, with another layer its statement built
+            return []
+        if any(n not in names for n in built):
+            raise Untranslatable(frozenset(), f"`declare {name}` without {', '.join(n for n in built if n not in names)}, "
+                                              "which the same statement builds")
+        lines = buffer[start:start + count]
+        between = buffer[start + count:]
+        texts = [l.line if isinstance(l, Maybe) else l for l in lines if isinstance(l, (str, Maybe))]
+        later = [l.line if isinstance(l, Maybe) else l for l in between if isinstance(l, (str, Maybe))]
+        set_there = {m.group(1) for t in texts for m in re.finditer(r"^\s*(\w+) = ", t, re.M)}
+        set_between = {m.group(1) for t in later for m in re.finditer(r"^\s*(\w+) = ", t, re.M)}
+        if any(_reads(t, n) for t in later for n in set_there) or any(_reads(t, n) for t in texts for n in set_between):
+            raise Untranslatable(frozenset(), f"`declare {name}` moves what the lines after it read")
+        del buffer[start:start + count]
+        for other in {id(r): r for r in self.built.values()}.values():
+            if other[0] is buffer and other[1] > start:
+                other[1] -= count
+        record[2] = 0
+        return lines
 
     def recompute(self, s: ast.Recompute):
         """`recompute name if cond { ... }`: the statements as the method `name` (torchvision's
@@ -849,6 +937,9 @@ class Translator:
         for key in sorted(set().union(*[set(d[3]) for d in live])) if live else []:
             values = [d[3].get(key) for d in live]
             if any(v is None for v in values):
+                present = [v for v in values if v is not None]
+                if key in self.training_names and all(same(present[0], v) for v in present[1:]):
+                    self.env[key] = present[0]  # read only under `if training`, where the branch that sets it ran
                 continue
             if all(same(values[0], v) for v in values[1:]):
                 self.env[key] = values[0]
@@ -1936,6 +2027,43 @@ def _dyn_names(v) -> set:
     return set()
 
 
+def _merge_chains(groups: list) -> list:
+    """The init lines of statements a `declare` moves, in order; where each is `if c: ... else: ...`
+    on the same `c`, building layers only, one chain (`if aux_logits:` builds both heads)."""
+    def parts(lines):
+        if not lines or not all(isinstance(l, str) for l in lines):
+            return None
+        head = re.fullmatch(r"(\s*)if .*:", lines[0])
+        if head is None or head.group(1) + "else:" not in lines:
+            return None
+        pad = head.group(1)
+        k = lines.index(pad + "else:")
+        then, orelse = lines[1:k], lines[k + 1:]
+        if not all(l.startswith(pad + "    self.") for l in then + orelse):
+            return None
+        return lines[0], then, orelse, pad
+    split = [parts(g) for g in groups]
+    if len(groups) < 2 or any(p is None for p in split) or len({p[0] for p in split}) != 1:
+        return [line for g in groups for line in g]
+    return ([split[0][0]] + [line for p in split for line in p[1]] + [split[0][3] + "else:"]
+            + [line for p in split for line in p[2]])
+
+
+def _returns(node) -> bool:
+    """Whether a statement returns somewhere in it, other than in training (`if training`)."""
+    if isinstance(node, ast.Training):
+        return False
+    if isinstance(node, ast.Return):
+        return True
+    if isinstance(node, ast.If):
+        return any(_returns(b) for _, b in node.branches) or _returns(node.orelse or [])
+    if isinstance(node, ast.For):
+        return _returns(node.body)
+    if isinstance(node, list):
+        return any(_returns(n) for n in node)
+    return False
+
+
 def _assigned(body) -> set:
     """Names assigned by statements (not in nested seqs)."""
     out = set()
@@ -1944,6 +2072,8 @@ def _assigned(body) -> set:
             out.add(s.target)
         elif isinstance(s, ast.Unpack):
             out |= target_names(s.targets)
+        elif isinstance(s, ast.Training):
+            out |= _assigned(s.body)
         elif isinstance(s, ast.If):
             for _, b in s.branches:
                 out |= _assigned(b)

@@ -310,7 +310,8 @@ class Generator:
         head += [""]
         std = [line for line, used in (("import math", "math" in uses),
                                        ("from collections import OrderedDict", "OrderedDict" in uses),
-                                       ("from typing import Optional", "Optional" in uses)) if used]
+                                       ("from typing import " + ", ".join(sorted(uses & {"Optional", "Union"})),
+                                        uses & {"Optional", "Union"})) if used]
         torch_imports = ["from torch.utils.checkpoint import checkpoint"] if "checkpoint" in uses else []
         head += std + ([""] if std else [])
         head += [line for line, used in (("import torch", "torch." in text),
@@ -394,7 +395,10 @@ class Generator:
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.init]
         for method in info.source.methods:
             out += ["", *("    " + l for l in method)]
-        out += ["", f"    def forward(self, x: {'list[Tensor]' if info.listed else 'Tensor'}) -> Tensor:"]
+        returns = "Tensor"
+        if info.source.training_returns:  # a tuple in training, the main output in eval
+            returns = f"Union[Tensor, tuple[{', '.join(['Tensor'] * info.source.training_returns)}]]"
+        out += ["", f"    def forward(self, x: {'list[Tensor]' if info.listed else 'Tensor'}) -> {returns}:"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.forward]
         return out
 
