@@ -243,6 +243,18 @@ class Declare:
 
 
 @dataclass
+class Recompute:
+    """`recompute name if cond { statements }`: where `cond` holds, the statements' intermediate tensors
+    are not kept for the backward pass but computed again there (gradient checkpointing); the
+    generated class writes them as the method `name`."""
+    name: str
+    cond: object  # an expression, or None: always
+    body: list
+    span: Span
+    name_span: Span
+
+
+@dataclass
 class LayerStmt:
     item: LayerItem
     span: Span

@@ -10,10 +10,10 @@ from typing import Optional
 import networkx as nx
 
 from . import ast
-from .errors import did_you_mean
+from .errors import SpecError, did_you_mean
 from .queries import walk
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor, spec_literal,
-                       is_int, layer_hint, type_name)
+                       is_int, layer_hint, target_names, type_name)
 from .ir import Instance, Layer, Model, Step, Tensor
 from .primitives import INITIALIZERS, PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 
@@ -74,6 +74,22 @@ def plain_layer_name(name: str) -> bool:
     """Whether the generated code can write the layer as `self.<name>` (else add_module and getattr):
     not a keyword, not renamed by Python (`__x` in a class, non-ASCII letters by NFKC)."""
     return name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
+
+
+def joined_shape(tensors: list, span, scope, evaluator) -> tuple:
+    """The shape of a list of tensors a block takes as its input: theirs joined on channels, as
+    `concat` joins them. They must be batched and agree in every other dimension."""
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise evaluator._err(f"`|` sends a tensor (or a list of tensors) into a layer, but this is "
+                             f"{type_name(tensors)}", span, scope.file)
+    if not all(t.batched for t in tensors):
+        raise evaluator._unbatched(span, scope)
+    first = tensors[0].shape
+    for t in tensors[1:]:
+        if len(t.shape) != len(first) or t.shape[1:] != first[1:]:
+            raise evaluator._err(f"a block's input list holds tensors that concat joins on channels; "
+                                 f"{fmt_shape(first)} and {fmt_shape(t.shape)} differ in more", span, scope.file)
+    return (sum(t.shape[0] for t in tensors),) + tuple(first[1:])
 
 
 class Elaborator(Evaluator):
@@ -150,8 +166,11 @@ class Elaborator(Evaluator):
     # ---------------------------------------------------------------- layers
 
     def _apply_item(self, item: ast.LayerItem, x: Tensor, scope: Scope, seq: Optional[Layer] = None) -> Tensor:
-        """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`."""
-        if not x.batched:
+        """Apply `name: target` (or a bare target) to x: in a block body, or as the next child of `seq`.
+        x may be a list of tensors where the target is a block (its `x` is then the list)."""
+        if isinstance(x, list):
+            joined_shape(x, item.span, scope, self)
+        elif not x.batched:
             raise self._unbatched(item.span, scope)
         name = self._layer_name(item.name, scope) if item.name else scope.layer_name
         if item.name and seq is None and scope.instance is not None:
@@ -163,9 +182,13 @@ class Elaborator(Evaluator):
         if isinstance(target, ast.Name):
             existing = find_layer(scope.instance, target.id) if seq is None and scope.instance else None
             if existing is not None and name is None and target.id not in scope.vars:
+                if isinstance(x, list):
+                    raise self._listed(target.span, scope)
                 return self._apply_layer(existing, x, target.span, scope)
             target = ast.Call(target.id, [], target.span, target.span)
         if isinstance(target, ast.Seq):
+            if isinstance(x, list):
+                raise self._listed(item.span, scope)
             return self._apply_seq(target, name, x, scope, seq, item.span)
         if isinstance(target, ast.ValueCall):
             return self._apply_value(target, name, x, scope, seq)
@@ -248,7 +271,8 @@ class Elaborator(Evaluator):
             name = self._child_name(name, seq, call.span, scope)
             path = self._child_path(scope, seq, name)
             inst = self._instantiate(target, args, x, path, call.span, scope)
-            layer = Layer(name, "block", call.span, path, instance=inst, in_shape=x.shape, out_shape=inst.output.shape)
+            layer = Layer(name, "block", call.span, path, instance=inst, in_shape=inst.in_shape,
+                          out_shape=inst.output.shape)
             return self._register(layer, x, inst.output.shape, scope, seq, call.span, out=inst.output)
         return self._apply_primitive(target, args, name, x, scope, seq, call)
 
@@ -269,11 +293,20 @@ class Elaborator(Evaluator):
             # the def's layer is declared in the caller's block (or seq), evaluated in the def's own names
             inner = inner.derive(layer_name=inner_name, site_span=call.span)
             return self._apply_item(ast.LayerItem(None, item.target, item.span), x, inner, seq)
+        except SpecError as e:
+            raise _used_here(e, defn, call.span)
         finally:
             self.stack.pop()
 
 
+    def _listed(self, span, scope):
+        return self._err("a list of tensors goes only into a block, whose `x` it becomes; a layer takes one tensor",
+                         span, scope.file, hint="join the list first: `concat(features) | ...`")
+
+
     def _apply_primitive(self, prim, args, name, x, scope, seq, call):
+        if isinstance(x, list):
+            raise self._listed(call.span, scope)
         if scope.site_span is not None:  # a def's layer: its shape errors belong to where the def is used
             call = ast.Call(call.func, call.args, scope.site_span, scope.site_span)
         tensors = [a for a in args if isinstance(a[1], Tensor) or has_tensor(a[1])]
@@ -347,7 +380,8 @@ class Elaborator(Evaluator):
         else:
             result = self._run_layer(layer, x, layer.out_shape, span, scope)
         if seq is None:
-            self._step(inst, Step("apply", [x.key], [result.key], layer=layer, span=span))
+            keys = [t.key for t in x] if isinstance(x, list) else [x.key]
+            self._step(inst, Step("apply", keys, [result.key], layer=layer, span=span))
         return result
 
 
@@ -413,6 +447,9 @@ class Elaborator(Evaluator):
                 raise self.refusal(s, scope)
             elif isinstance(s, ast.Declare):
                 raise self._err("`declare` places a layer of a block; a `seq`'s children are in the order written",
+                                s.span, scope.file)
+            elif isinstance(s, ast.Recompute):
+                raise self._err("`recompute` is a statement of block bodies: a `seq` runs its children as they are",
                                 s.span, scope.file)
             else:
                 raise self._err("a `seq` holds layers, loops and conditions; `return` is not allowed", s.span,
@@ -485,6 +522,8 @@ class Elaborator(Evaluator):
         self.stack.append(defn)
         try:
             result = self._run_block_body(defn.body, scope)
+        except SpecError as e:
+            raise _used_here(e, defn, call_span)
         finally:
             self.stack.pop()
         if result is MISSING:
@@ -557,6 +596,40 @@ class Elaborator(Evaluator):
         self._step(inst, Step("param", [], [tensor.key], layer=layer, span=s.span))
         return tensor
 
+    def _recompute(self, s: ast.Recompute, scope):
+        """`recompute name if cond { ... }`: its statements run as written (recomputing them in the
+        backward pass changes no value), so only what the generated method needs is checked."""
+        inst = scope.instance
+        if s.cond is not None:
+            self._truth(self.eval(s.cond, scope), s.cond.span, scope)
+        problem = layer_name_problem(s.name)
+        if problem is None and (not plain_layer_name(s.name) or s.name in ("x", "self")):
+            problem = f"`{s.name}` cannot name a method of the generated class"
+        if problem is not None:
+            raise self._err(problem.replace("a layer named", "a region named"), s.name_span, scope.file,
+                            hint="choose another name")
+        if s.name in inst.recomputed:
+            raise self._err(f"`recompute {s.name}` runs again; each region is one method of the class, run once",
+                            s.span, scope.file, hint="put the loop inside the region, or name each region")
+        for stmt in s.body:
+            if not isinstance(stmt, (ast.Assign, ast.Unpack)):
+                raise self._err("a `recompute` region holds assignments: the tensors it computes", stmt.span,
+                                scope.file, hint="put conditions and loops around the region, not in it")
+        before = dict(scope.vars)
+        reads = [n.id for n in walk(s.body) if isinstance(n, ast.Name)]
+        if not any(n in before and (isinstance(before[n], Tensor) or has_tensor(before[n])) for n in reads):
+            raise self._err("this `recompute` region reads no tensor computed before it", s.span, scope.file,
+                            hint="a region recomputes from the tensors it is given")
+        self._run_block_body(s.body, scope)
+        assigned = set().union(*[target_names(t.targets if isinstance(t, ast.Unpack) else t.target) for t in s.body])
+        if not any(isinstance(scope.vars.get(n), Tensor) and scope.vars[n] is not before.get(n) for n in assigned):
+            raise self._err("this `recompute` region computes no tensor", s.span, scope.file,
+                            hint="assign the tensors it computes, as in `y = x | conv: conv2d(...)`")
+        if find_layer(inst, s.name) is not None or s.name in inst.params:
+            raise self._err(f"`{s.name}` names a layer or parameter of `{inst.block.name}` already", s.name_span,
+                            scope.file, hint="a region's name becomes a method of the class: choose another")
+        inst.recomputed[s.name] = s
+
     def _recursion(self, defn, span, scope):
         chain = [d.name for d in self.stack[self.stack.index(defn):]] + [defn.name]
         return self._err(f"`{defn.name}` uses itself: {' -> '.join(chain)}", span, scope.file,
@@ -587,6 +660,8 @@ class Elaborator(Evaluator):
                         return result
             elif isinstance(s, ast.ParamDecl):
                 scope.vars[s.name] = self._declare_parameter(s, scope)
+            elif isinstance(s, ast.Recompute):
+                self._recompute(s, scope)
             elif isinstance(s, ast.Fail):
                 raise self.refusal(s, scope)
             elif isinstance(s, ast.LayerStmt):
@@ -595,3 +670,10 @@ class Elaborator(Evaluator):
         return MISSING
 
 
+def _used_here(error: SpecError, defn, call_span) -> SpecError:
+    """An error inside a definition of another file (a library's block) also shows where this file
+    used it, once per file on the way: the mistake is often in the arguments."""
+    if error.span is not None and call_span is not None and error.span.path != call_span.path \
+            and all(span.path != call_span.path for _, span in error.notes if span is not None):
+        error.notes.append((f"in `{defn.name}`, used here", call_span))
+    return error

@@ -477,7 +477,8 @@ class Evaluator:
 
     def _eval_Pipe(self, e, scope):
         source = self.eval(e.source, scope)
-        if not isinstance(source, Tensor):
+        if not isinstance(source, Tensor) and not (isinstance(source, list) and source
+                                                   and all(isinstance(t, Tensor) for t in source)):
             raise self._err(f"`|` sends a tensor into a layer, but this is {type_name(source)}", e.source.span,
                             scope.file)
         return self._apply_item(e.layer, source, scope)

@@ -73,9 +73,26 @@ class Instance:
     params: dict  # parameter name -> value (ints, floats, bools, strings, lists, elaborate.BlockRef)
     layers: list = field(default_factory=list)
     steps: list = field(default_factory=list)
-    input: Optional[Tensor] = None
+    input: object = None  # a Tensor, or the list of Tensors a block is given (DenseNet's features)
     declared: list = field(default_factory=list)  # (name, how many layers came before) of `declare`
     output: Optional[Tensor] = None
+    recomputed: dict = field(default_factory=dict)  # name -> ast.Recompute: the regions its body ran
+
+    @property
+    def listed(self) -> bool:
+        """Whether the block's input is a list of tensors."""
+        return isinstance(self.input, list)
+
+    @property
+    def in_shape(self) -> tuple:
+        """The input's shape; of a list, its tensors' joined on channels (what `concat` makes)."""
+        if self.listed:
+            return (sum(t.shape[0] for t in self.input),) + tuple(self.input[0].shape[1:])
+        return self.input.shape
+
+    @property
+    def input_keys(self) -> list:
+        return [t.key for t in self.input] if self.listed else [self.input.key]
 
 
 @dataclass

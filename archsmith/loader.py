@@ -49,7 +49,7 @@ class Loader:
         return file
 
     def _resolve(self, file: ast.SourceFile):
-        scope = {}
+        scope, own = {}, _own_definitions(file)
         for imp in file.imports:
             target = self._find(imp, file)
             if target in self._loading:
@@ -58,12 +58,13 @@ class Loader:
                                 source=file.text)
             imported = self.load_path(target)
             for name, defn in _own_definitions(imported).items():
-                if name in scope and scope[name] is not defn:
+                if name in scope and scope[name] is not defn and name not in own:
                     raise SpecError(f"`{name}` is imported twice, from {scope[name].span.path} and {defn.span.path}",
-                                    imp.span, source=file.text)
+                                    imp.span, source=file.text,
+                                    hint=f"rename one of them, or define `{name}` in this file: a file's own "
+                                         "definitions shadow imported ones")
                 scope[name] = defn
-        for name, defn in _own_definitions(file).items():
-            scope[name] = defn  # a file's own definitions shadow imported ones
+        scope.update(own)  # a file's own definitions shadow imported ones
         file.scope = scope
 
     def _find(self, imp: ast.Import, file: ast.SourceFile) -> str:

@@ -435,6 +435,14 @@ class _ToAst(Transformer_NonRecursive):
                                  "or a layer's place (`declare name`)")
         return ast.Declare([str(n) for n in names], [_span(self.path, n) for n in names], self._s(meta))
 
+    def recompute_stmt(self, meta, children):
+        keyword, name, cond, body = children
+        if keyword != "recompute":
+            raise SpecError(f"unexpected `{name}` after `{keyword}`", _span(self.path, name),
+                            hint="a statement starting with two names and a body recomputes them: "
+                                 "`recompute name if cond { ... }`")
+        return ast.Recompute(str(name), cond, body, self._s(meta), _span(self.path, name))
+
     def layer_stmt(self, meta, children):
         item = children[0]
         target = item.target

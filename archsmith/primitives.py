@@ -373,8 +373,9 @@ def broadcast(shapes, batched, op):
             j = width - len(s) + i
             if out[j] != d and 1 not in (out[j], d):
                 shown = [fmt_shape(x) for x in shapes]
-                what = ("channels", "height", "width")[j] if width == 3 else f"dimension {j + 1}"
-                raise ShapeError(f"{op} of {' and '.join(shown)}: {what} differ ({out[j]} vs {d})")
+                what = ("channels differ", "heights differ", "widths differ")[j] if width == 3 \
+                    else f"dimension {j + 1} differs"
+                raise ShapeError(f"{op} of {' and '.join(shown)}: {what} ({out[j]} vs {d})")
             out[j] = max(out[j], d) if 1 in (out[j], d) else d
     return tuple(out)
 

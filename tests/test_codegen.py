@@ -313,6 +313,250 @@ def test_a_def_with_a_loop_inside_a_loop_keeps_the_lists_parameters():
     assert "        self.norm = nn.BatchNorm2d(channels)" in source
 
 
+def _module(source, name):
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    return namespace[name]
+
+
+def test_a_value_read_later_keeps_the_variable_it_reads():
+    """`outs + [relu(sp)]` in an unrolled loop: each entry reads its own iteration's `sp`, though the
+    spec reuses the name (found writing Res2Net from the docs)."""
+    import torch
+    source = compile_text("""
+block P(width) {
+    parts = chunk(x, 3)
+    outs = []
+    for i in range(3) {
+        sp = parts[i] | "{i}": conv2d(width, 3, padding=1, bias=false)
+        outs = outs + [relu(sp)]
+    }
+    return concat(outs)
+}
+model m = P(4) input [12, 8, 8]
+""")
+    net = _module(source, "P")(4, in_channels=12)
+    x = torch.randn(2, 12, 8, 8)
+    parts = x.chunk(3, 1)
+    expected = torch.cat([torch.relu(getattr(net, str(i))(parts[i])) for i in range(3)], 1)
+    torch.testing.assert_close(net(x), expected)
+
+
+def test_a_tensor_merged_after_an_if_does_not_overwrite_one_a_list_still_holds():
+    """Res2Net's hierarchy: `sp` differs between the branches of an `if` on a parameter, and the
+    list of outputs holds the previous iteration's `sp`: the merge takes a new name."""
+    import torch
+    source = compile_text("""
+block H(width, first = false) {
+    parts = chunk(x, 3)
+    outs = []
+    sp = parts[0]
+    for i in range(3) {
+        if i == 0 or first {
+            sp = parts[i]
+        } else {
+            sp = sp + parts[i]
+        }
+        sp = sp | "{i}": conv2d(width, 3, padding=1, bias=false)
+        outs = outs + [sp]
+    }
+    return concat(outs)
+}
+block N() {
+    x = x | a: H(4) | b: H(4, true)
+    return x
+}
+model m = N() input [12, 8, 8]
+""")
+    x = torch.randn(2, 12, 8, 8)
+    for first in (False, True):
+        net = _module(source, "H")(12, 4, first=first)
+        parts, outs, sp = x.chunk(3, 1), [], None
+        for i in range(3):
+            sp = parts[i] if i == 0 or first else sp + parts[i]
+            sp = getattr(net, str(i))(sp)
+            outs.append(sp)
+        torch.testing.assert_close(net(x), torch.cat(outs, 1))
+
+
+def test_a_class_written_for_fixed_values_says_which_and_why():
+    """A user calling a generated class with other arguments learns from its docstring that it cannot
+    take them, and what in the spec fixed them (found writing Res2Net from the docs)."""
+    source = compile_text("""
+block B(n = 2) {
+    parts = chunk(x, n)
+    return concat([parts[i] | "c{i}": conv2d(4, 1) for i in range(n)])
+}
+block Net(width = 8) {
+    x = x | stem: conv2d(width, 1)
+    return x | one: B() | two: B(4)
+}
+model m = Net() input [3, 8, 8]
+""")
+    doc = {n.name: ast.get_docstring(n) for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
+    assert " ".join(doc["BN2"].split()) == ("Block `B` of <string>:2. Written for `n=2`: a chunk into a number of "
+                                            "parts known only at construction. Compile the spec again for other values.")
+    assert "Written for" not in doc["Net"]  # `width` stays a parameter
+
+
+def test_a_width_from_a_slice_at_zero_is_written_without_minus_zero():
+    source = compile_text("""
+block S(w = 2) {
+    return slice(x, 0, 2 * w) | conv: conv2d(4, 1)
+}
+block Net() {
+    return x | a: S() | b: S(1)
+}
+model m = Net() input [8, 4, 4]
+""")
+    assert "self.conv = nn.Conv2d(2 * w, 4, kernel_size=1)" in source
+
+
+def test_a_recomputed_region_of_several_tensors_is_a_method_of_arguments_and_a_tuple():
+    """The region's inputs are the method's arguments, in the order the region reads them, and the
+    tensors it assigns that are read after it are returned; the condition joins the inputs' tests."""
+    spec = """
+block Two(width = 8, memory_efficient = true) {
+    a = x | ca: conv2d(width, 1)
+    b = x | cb: conv2d(width, 1)
+    recompute mix if memory_efficient {
+        s = a * sigmoid(b) | cs: conv2d(width, 3, padding=1)
+        t = s + b
+    }
+    return concat(s, t)
+}
+block Net() {
+    x = x | stem: conv2d(4, 1)
+    return x | two: Two()
+}
+model net = Net() input [3, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    assert "    def mix(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:\n" in source
+    assert "        return s, t\n" in source
+    assert "        if self.memory_efficient and (a.requires_grad or b.requires_grad):\n" \
+           "            s, t = checkpoint(self.mix, a, b, use_reentrant=False)\n" \
+           "        else:\n" \
+           "            s, t = self.mix(a, b)\n" in source
+    import torch
+    net = archsmith.build(spec)
+    x = torch.randn(2, 3, 8, 8)
+    y = net(x)
+    y.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net.two.memory_efficient = False
+    torch.testing.assert_close(net(x), y)
+    net(x).sum().backward()
+    assert all(torch.allclose(p.grad, g) for p, g in zip(net.parameters(), grads))
+
+
+def test_a_width_a_loop_carries_is_settled_into_its_variable_before_a_seqs_if():
+    """torchvision's DenseNet: `num_features` grows by each block, then a transition reads and halves
+    it; the class writes the width into the loop's variable before the `if`, not in both branches."""
+    spec = """
+block Grow(n) {
+    return concat(x, x | conv: conv2d(n * 4, 1))
+}
+block Net(counts = [1, 2, 3]) {
+    x = x | features: seq {
+        for i, n in enumerate(counts) {
+            Grow(n)
+            if i != len(counts) - 1 {
+                conv2d(x.channels, 1)
+            }
+        }
+    }
+    return x
+}
+model net = Net() input [4, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    assert "        for i, n in enumerate(counts):\n" \
+           "            features.append(Grow(channels, n))\n" \
+           "            channels = channels + n * 4\n" \
+           "            if i != len(counts) - 1:\n" \
+           "                features.append(nn.Conv2d(channels, in_channels, kernel_size=1))\n" \
+           "                channels = in_channels\n" in source
+
+
+def test_a_branch_whose_layers_an_inner_if_chooses_is_tested_by_its_condition(tmp_path):
+    """forward cannot tell the outer branch by `self.wide is not None` when an `if` inside it may
+    declare `narrow` instead: it keeps the outer condition (found writing dpn.arch, whose projection is
+    named after its stride). The inner `else` tests its layer, which is None where the outer branch is
+    not taken: TorchScript compiles the branches it cannot rule out."""
+    import importlib.util
+
+    import torch
+    source = compile_text("""
+block Proj(kind = "none") {
+    y = x
+    if kind != "none" {
+        if kind == "wide" {
+            y = x | wide: conv2d(16, 1)
+        } else {
+            y = x | narrow: conv2d(4, 1)
+        }
+    }
+    return y
+}
+model m = Proj("narrow") input [8, 5, 5]
+""")
+    assert "        self.use_branch = kind != 'none'\n" in source
+    assert "        if self.use_branch:\n            if self.wide is not None:\n" in source
+    assert "            elif self.narrow is not None:\n                y = self.narrow(x)\n" in source
+    (tmp_path / "proj.py").write_text(source)  # TorchScript reads the class's source from its file
+    spec = importlib.util.spec_from_file_location("proj", tmp_path / "proj.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = torch.randn(1, 8, 5, 5)
+    for kind, channels in [("none", 8), ("wide", 16), ("narrow", 4)]:
+        m = module.Proj(kind=kind)
+        assert m(x).shape == (1, channels, 5, 5)
+        torch.testing.assert_close(torch.jit.script(m)(x), m(x))
+
+
+def test_a_width_whose_terms_cancel_is_written_without_them():
+    """A block that splits off `bw` channels and puts them back gives `bw + (c - bw) + inc` channels:
+    the caller's running width is written `c + inc` (found writing dpn.arch); a loop over
+    `enumerate(zip(...))` that unpacks both levels iterates them as Python has it."""
+    source = compile_text("""
+block Part(bw, inc) {
+    a, b = split(x, [bw, x.channels - bw])
+    return concat(a | c: conv2d(bw, 1), b, b | d: conv2d(inc, 1))
+}
+block Net(bws = [4, 8], incs = [2, 3]) {
+    x = x | blocks: seq {
+        for s, (bw, inc) in enumerate(zip(bws, incs)) {
+            Part(bw + s, inc)
+        }
+    }
+    return x
+}
+model net = Net() input [16, 5, 5]
+""")
+    assert "        for s, (bw, inc) in enumerate(zip(bws, incs)):\n" in source
+    assert "            channels = channels + inc\n" in source
+    import torch
+    namespace = {}
+    exec(compile(source, "part.py", "exec"), namespace)
+    net = namespace["Net"](bws=[4, 8, 2], incs=[2, 3, 1])
+    assert net(torch.randn(1, 16, 5, 5)).shape == (1, 22, 5, 5)
+
+
+def test_sums_cancel_only_where_a_term_does():
+    from archsmith.backends.values import Const, Dyn, binop
+    bw, inc, c = Dyn("bw"), Dyn("inc"), Dyn("c")
+    assert binop("+", binop("+", bw, binop("-", c, bw)), inc).src == "c + inc"
+    assert binop("-", binop("+", bw, inc), bw).src == "inc"
+    assert binop("-", binop("*", Const(2), inc), binop("+", inc, inc)) == Const(0)
+    assert binop("-", bw, binop("+", bw, binop("*", Const(3), inc))).src == "-3 * inc"
+    assert binop("+", bw, bw).src == "bw + bw"  # nothing cancels: written as the spec has it
+    ternary = Dyn("a if p else b", 0)
+    assert binop("+", binop("-", ternary, bw), bw).src == "a if p else b"
+    assert binop("+", binop("+", bw, binop("-", ternary, bw)), inc).src == "(a if p else b) + inc"
+
+
 def test_a_tested_value_needs_no_bool_but_a_kept_one_stays_a_bool():
     """Where an `if` or a conditional tests a value, Python's truth is the spec's: `if first or i > 0:`,
     `if not last:`. Where the value itself is used, `or` still gives a bool, as in the spec."""

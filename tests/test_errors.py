@@ -283,7 +283,7 @@ CASES = [
     Case("import-self", "self_import.arch",
          2, 1, "import cycle: self_import.arch -> self_import.arch", file="self_import.arch"),
     Case("imported-twice", "twice_main.arch",
-         3, 1, "`ConvBnAct` is imported twice", file="twice_main.arch"),
+         3, 1, "`ConvBnAct` is imported twice", hint="or define `ConvBnAct` in this file", file="twice_main.arch"),
 
     # ------------------------------------------------------------------ blocks and layers
     Case("block-instantiates-itself",
@@ -573,6 +573,96 @@ CASES = [
               "}",
               MODEL),
          2, 19, "a message is a string literal", hint='values go between braces in it: "depth {depth} is not 6n + 4"'),
+    # ------------------------------------------------------------------ a list of tensors into a block
+    Case("list-into-a-primitive",
+         spec("block Net() {",
+              "    y = [x, x] | conv: conv2d(8, 1)",
+              "    return y",
+              "}",
+              MODEL),
+         2, 24, "a list of tensors goes only into a block", hint="`concat(features) | ...`"),
+    Case("list-into-a-seq",
+         spec("block Net() {",
+              "    return [x, x] | s: seq { conv2d(8, 1) }",
+              "}",
+              MODEL),
+         2, 21, "a list of tensors goes only into a block"),
+    Case("list-of-different-sizes",
+         spec("block Cat() {",
+              "    return concat(x)",
+              "}",
+              "block Net() {",
+              "    return [x, x | maxpool2d(2)] | cat: Cat()",
+              "}",
+              MODEL),
+         5, 36, "concat joins on channels; [3, 32, 32] and [3, 16, 16] differ in more"),
+    # ------------------------------------------------------------------ recompute
+    Case("recompute-misspelt",
+         spec("block Net() {",
+              "    recomput r { y = x | conv: conv2d(8, 1) }",
+              "    return y",
+              "}",
+              MODEL),
+         2, 14, "unexpected `r` after `recomput`", hint="`recompute name if cond { ... }`"),
+    Case("recompute-holds-an-if",
+         spec("block Net(deep = true) {",
+              "    recompute r {",
+              "        if deep { x = x | conv: conv2d(8, 1) }",
+              "    }",
+              "    return x",
+              "}",
+              MODEL),
+         3, 9, "a `recompute` region holds assignments", hint="put conditions and loops around the region"),
+    Case("recompute-reads-no-tensor",
+         spec("block Net() {",
+              "    recompute r { n = 3 }",
+              "    return x",
+              "}",
+              MODEL),
+         2, 5, "this `recompute` region reads no tensor computed before it"),
+    Case("recompute-computes-no-tensor",
+         spec("block Net() {",
+              "    recompute r { n = x.channels }",
+              "    return x",
+              "}",
+              MODEL),
+         2, 5, "this `recompute` region computes no tensor"),
+    Case("recompute-named-like-a-layer",
+         spec("block Net() {",
+              "    recompute conv { y = x | conv: conv2d(8, 1) }",
+              "    return y",
+              "}",
+              MODEL),
+         2, 15, "`conv` names a layer or parameter of `Net` already"),
+    Case("recompute-named-forward",
+         spec("block Net() {",
+              "    recompute forward { y = x | conv: conv2d(8, 1) }",
+              "    return y",
+              "}",
+              MODEL),
+         2, 15, "a region named `forward` would hide nn.Module.forward"),
+    Case("recompute-in-a-loop",
+         spec("block Net() {",
+              "    for i in range(2) {",
+              "        recompute r { x = x | conv{i}: conv2d(8, 1) }",
+              "    }",
+              "    return x",
+              "}",
+              MODEL),
+         3, 9, "`recompute r` runs again", hint="put the loop inside the region"),
+    Case("recompute-in-a-seq",
+         spec("block Net() {",
+              "    return x | s: seq { recompute r { conv2d(8, 1) } }",
+              "}",
+              MODEL),
+         2, 25, "`recompute` is a statement of block bodies"),
+    Case("recompute-on-a-tensor",
+         spec("block Net() {",
+              "    recompute r if x { y = x | conv: conv2d(8, 1) }",
+              "    return y",
+              "}",
+              MODEL),
+         2, 20, "a tensor is not a condition"),
 ]
 
 
@@ -849,3 +939,40 @@ def test_check_of_a_library_evaluates_its_constants(tmp_path):
 ])
 def test_did_you_mean_suggests_typos_only(word, candidates, hint):
     assert archsmith.errors.did_you_mean(word, candidates) == hint
+
+
+def test_an_error_inside_a_library_shows_where_each_file_used_it(tmp_path):
+    """The mistake is often in the arguments: `downsample(shortcut, ...)` with `shortcut` a tensor fails
+    inside std.arch, and the note points at the user's line (and the library's own use of it)."""
+    (tmp_path / "mylib.arch").write_text(
+        'import "std"\n'
+        "block Unit(planes, stride = 1) {\n"
+        "    shortcut = x\n"
+        "    shortcut = x | downsample: downsample(shortcut, planes, stride)\n"
+        "    return (x | conv: conv3x3(planes, stride)) + shortcut\n"
+        "}\n")
+    (tmp_path / "net.arch").write_text(
+        'import "mylib"\n'
+        "block Net() {\n"
+        "    return x | unit: Unit(8, 2)\n"
+        "}\n"
+        "model net = Net() input [4, 8, 8]\n")
+    with pytest.raises(archsmith.SpecError) as e:
+        archsmith.compile(str(tmp_path / "net.arch"))
+    assert e.value.span.path.endswith("std.arch") and e.value.message == "`==` cannot combine a tensor and a string"
+    assert [(note, span.path.rpartition("/")[2], span.line) for note, span in e.value.notes] == [
+        ("in `downsample`, used here", "mylib.arch", 4), ("in `Unit`, used here", "net.arch", 3)]
+
+
+def test_a_size_mismatch_names_the_dimension_in_the_plural():
+    with pytest.raises(archsmith.SpecError) as e:
+        archsmith.compile("block Net() {\n    return x + (x | pool: maxpool2d(2))\n}\nmodel net = Net() input [4, 8, 8]\n")
+    assert e.value.message.endswith(": heights differ (8 vs 4)")
+
+
+def test_a_name_two_imports_define_is_no_clash_where_the_file_defines_it(tmp_path):
+    for lib in ("a", "b"):
+        (tmp_path / f"{lib}.arch").write_text(f"def stage(out) = conv2d(out, {1 if lib == 'a' else 3}, padding=0)\n")
+    (tmp_path / "net.arch").write_text('import "a"\nimport "b"\ndef stage(out) = conv2d(out, 5, padding=2)\n'
+                                       "block Net() {\n    return x | s: stage(4)\n}\nmodel net = Net() input [3, 8, 8]\n")
+    assert "kernel_size=5" in archsmith.compile(str(tmp_path / "net.arch"))

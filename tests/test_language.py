@@ -588,3 +588,106 @@ model net = Net() input [3, 8, 8]
     assert keys == ["a.proj.weight", "a.norm.weight", "a.norm.bias", "a.conv.weight", "a.conv.bias",
                     "b.norm.weight", "b.norm.bias", "b.conv.weight", "b.conv.bias"]
     assert net.b.proj is None and net(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)
+
+
+LISTED = """
+block Unit(growth) {
+    return concat(x) | norm: batchnorm2d() | conv: conv2d(growth, 3, padding=1, bias=false)
+}
+block Net(layers = 3, growth = 4) {
+    features = [x]
+    for i in range(layers) {
+        y = features | unit{i}: Unit(growth)
+        features = features + [y]
+    }
+    z = [features[0], features[1]] | pair: Unit(growth)
+    return concat(features + [z])
+}
+model net = Net() input [4, 8, 8]
+"""
+
+
+def test_a_block_takes_a_list_of_tensors_as_its_input():
+    """DenseNet's layers read their block's features: a list piped into a block is its `x`, and the
+    class takes their total width and `x: list[Tensor]`."""
+    (model,) = elaborate_models(LISTED)
+    units = [layer.instance for layer in model.root.layers]
+    assert [u.listed for u in units] == [True] * 4
+    assert [u.in_shape for u in units] == [(4, 8, 8), (8, 8, 8), (12, 8, 8), (8, 8, 8)]
+    assert [len(u.input) for u in units] == [1, 2, 3, 2]
+    assert model.output_shape == (20, 8, 8)
+    source = archsmith.compile(LISTED)
+    assert "    def forward(self, x: list[Tensor]) -> Tensor:\n        out = torch.cat(x, 1)\n" in source
+    # indexing the list fixes the loop, unrolled: each unit is given the list written out
+    assert "        y_3 = self.unit2([x, y, y_2])\n        z = self.pair([x, y])\n" in source
+    looped = archsmith.compile(LISTED.replace("    z = [features[0], features[1]] | pair: Unit(growth)\n", "")
+                               .replace("features + [z]", "features"))
+    assert '            y = getattr(self, f"unit{i}")(features)\n' in looped
+    net = archsmith.build(LISTED).eval()
+    assert net.unit2.norm.num_features == 12 and net.pair.norm.num_features == 8
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        feats = [x]
+        for unit in (net.unit0, net.unit1, net.unit2):
+            feats.append(unit.conv(unit.norm(torch.cat(feats, 1))))
+        z = net.pair.conv(net.pair.norm(torch.cat(feats[:2], 1)))
+        torch.testing.assert_close(net(x), torch.cat(feats + [z], 1))
+
+
+RECOMPUTED = """
+block Unit(width, memory_efficient = false) {
+    recompute bottleneck if memory_efficient {
+        y = x | norm1: batchnorm2d() | relu1: relu | conv1: conv2d(width, 1, bias=false)
+        y = y | drop: dropout(0.5)
+    }
+    return x | conv2: conv2d(width, 3, padding=1, bias=false) | add(y)
+}
+block Net(memory_efficient = false) {
+    x = x | stem: conv2d(8, 3, padding=1)
+    x = x | a: Unit(8, memory_efficient)
+    return x | b: Unit(16, memory_efficient)
+}
+model net = Net() input [3, 8, 8]
+"""
+
+
+def _step(net, x, seed):
+    torch.manual_seed(seed)
+    y = net(x)
+    y.square().sum().backward()
+    return y.detach(), [p.grad.clone() for p in net.parameters()]
+
+
+def test_recompute_gives_the_same_outputs_and_gradients_and_runs_the_region_again_in_backward():
+    plain = archsmith.build(RECOMPUTED).train()
+    efficient = archsmith.build(RECOMPUTED, memory_efficient=True).train()
+    assert list(efficient.state_dict()) == list(plain.state_dict())
+    efficient.load_state_dict(plain.state_dict())
+    calls = []
+    efficient.a.norm1.register_forward_hook(lambda *_: calls.append("a"))
+    x = torch.randn(2, 3, 8, 8)
+    y, grads = _step(plain, x, 0)
+    y2, grads2 = _step(efficient, x, 0)  # the dropout in the region draws the same mask again
+    assert torch.equal(y, y2)
+    assert all(torch.allclose(g, g2, atol=1e-6) for g, g2 in zip(grads, grads2))
+    assert calls == ["a", "a"]  # forward, then again in the backward pass
+    with torch.no_grad():
+        efficient(x)
+    assert calls == ["a", "a", "a"]  # nothing to recompute for: an ordinary call
+
+
+def test_recompute_translates_to_a_method_run_under_checkpoint():
+    source = archsmith.compile(RECOMPUTED)
+    assert "from torch.utils.checkpoint import checkpoint\n" in source
+    assert "    def bottleneck(self, x: Tensor) -> Tensor:\n" \
+           '        """Recomputed in the backward pass where `memory_efficient` holds."""\n' \
+           "        y = self.norm1(x)\n" in source
+    assert "        if self.memory_efficient and x.requires_grad:\n" \
+           "            y = checkpoint(self.bottleneck, x, use_reentrant=False)\n" \
+           "        else:\n" \
+           "            y = self.bottleneck(x)\n" in source
+    # a condition that never holds is no region: the statements are written in forward; no condition
+    # is always, where an input requires grad
+    assert "def bottleneck" not in archsmith.compile(RECOMPUTED.replace("if memory_efficient {", "if false {"))
+    assert "        if x.requires_grad:\n            y = checkpoint(self.bottleneck, x, use_reentrant=False)\n" \
+        in archsmith.compile(RECOMPUTED.replace("if memory_efficient {", "{"))

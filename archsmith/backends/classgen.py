@@ -32,7 +32,7 @@ from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, RVal, 
 
 # Names the generated module defines or imports; no spec name may take them.
 MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
-                "LayerNorm2d", "Permute", "Optional"}
+                "LayerNorm2d", "Permute", "Optional", "checkpoint"}
 RESERVED = set(keyword.kwlist) | set(dir(builtins)) | MODULE_NAMES
 LOCAL = "@local"  # dependency on a variable of the function being written (a loop variable, say)
 
@@ -88,7 +88,8 @@ class ClassSource:
     params: list = field(default_factory=list)  # Signature, in order
     init: list = field(default_factory=list)  # lines of __init__ after super().__init__()
     forward: list = field(default_factory=list)
-    uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional"
+    uses: set = field(default_factory=set)  # imports used: "math", "OrderedDict", "Optional", "checkpoint"
+    methods: list = field(default_factory=list)  # the lines of each method besides forward (`recompute`)
     returns: str = "nn.Module"  # a helper function's return annotation
 
 
@@ -150,10 +151,10 @@ class Translator:
 
     def __init__(self, gen, block: ast.BlockDef, fixed: dict, in_rank: int, inline: bool = False,
                  bindings: dict = None, in_shape: tuple = None, instances: list = (), root_channels=None,
-                 class_params: dict = None):
+                 class_params: dict = None, listed: bool = False):
         """`instances`: the elaborated instances the class is written for (for type hints and the
         names its layers take); `root_channels`: for a model's root class, its input channels, the
-        default of `in_channels`."""
+        default of `in_channels`; `listed`: the block takes a list of tensors, `in_shape` joined."""
         self.gen, self.block, self.fixed, self.inline = gen, block, fixed, inline
         self.root_channels = root_channels
         self.class_params = class_params or {}  # parameter -> id()s of the blocks passed to it as classes
@@ -181,15 +182,18 @@ class Translator:
         self.live_curs: list = []  # the tensor flowing through each seq being built
         self.maybe_layers: dict = {}  # layers declared under a condition -> what the condition reads
         self.branch_deps = frozenset()  # what the conditions of the branch being written read
+        self.branch_depth = 0  # how many branches of `if`s the statement being written is inside
         self.refused = False  # whether the branch being written ends in `raise ValueError` (an `error`)
         self.pending_returns: list = []  # (condition, shape) of returns in an `if` the path went on after
         self.out_shape = None
         self.result = ClassSource()
         self.in_rank = in_rank
+        self.listed = listed
         if inline:
             self.env.update(bindings)
-            self.env["x"] = TVal(tuple(Dyn(d.src, d.prec, d.deps | {INPUT}, d.boolean) if isinstance(d, Dyn) else d
-                                       for d in in_shape), "x")
+            self.env["x"] = (TList if listed else TVal)(
+                tuple(Dyn(d.src, d.prec, d.deps | {INPUT}, d.boolean) if isinstance(d, Dyn) else d for d in in_shape),
+                "x")
         else:
             self._bind_parameters()
 
@@ -290,7 +294,7 @@ class Translator:
             rest = tuple(Const(d) for d in self.fixed[SPATIAL])
         else:
             rest = tuple(Missing(frozenset({SPATIAL})) for _ in range(self.in_rank - 1))
-        self.env["x"] = TVal((channels,) + rest, "x")
+        self.env["x"] = (TList if self.listed else TVal)((channels,) + rest, "x")
         required, optional, resolve = [], [], []
         for p in block.params:
             if p.name in self.fixed:
@@ -369,6 +373,8 @@ class Translator:
                 self.assert_stmt(s)
             elif isinstance(s, ast.Declare):
                 self.declare_place(s)
+            elif isinstance(s, ast.Recompute):
+                self.recompute(s)
             elif isinstance(s, ast.If):
                 if rest and any(isinstance(n, ast.Return) for n in walk(s)):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
@@ -631,13 +637,18 @@ class Translator:
         if not isinstance(target, str):
             found = re.fullmatch(r"list\(map\(list, ((?:zip|enumerate)\(.*\))\)\)", source)
             if found:
-                return found.group(1)
+                source, prec = found.group(1), ATOM
+            # `for i, (a, b) in enumerate(zip(xs, ys))`: the inner items are unpacked too
+            inner = re.fullmatch(r"enumerate\(list\(map\(list, (zip\(.*\))\)\)((?:, [^()]*)?)\)", source)
+            if inner and len(target) == 2 and isinstance(target[1], list):
+                return f"enumerate({inner.group(1)}{inner.group(2)})"
         return wrap(source, prec, 1)
 
-    def fwd_target(self, var: str) -> str:
-        """The forward name for `var`, unless it holds a value still needed under another spec name."""
+    def fwd_target(self, var: str, live=frozenset()) -> str:
+        """The forward name for `var`, unless it holds a value still needed under another spec name
+        (here, or in `live`: the names other values read)."""
         name = self.fname(var)
-        live = set()
+        live = set(live)
         for k, v in self.env.items():
             if k != var:
                 live |= _fwd_names(v)
@@ -695,6 +706,57 @@ class Translator:
         for name in s.names:
             self.emit_init(f"self.add_module({_pystr(name)}, None)  # its place in the state_dict; built below")
 
+    def recompute(self, s: ast.Recompute):
+        """`recompute name if cond { ... }`: the statements as the method `name` (torchvision's
+        `bn_function`), and in forward, where `cond` holds and an input requires grad, the method run under
+        `checkpoint`, which keeps its inputs for the backward pass and computes the rest again there."""
+        cond = self.test(s.cond) if s.cond is not None else Const(True)
+        if self.inline or (isinstance(cond, Const) and not cond.value):
+            self.stmts(s.body)
+            return
+        if self.loop_deps is not None:
+            raise Untranslatable(self.loop_deps, "a `recompute` region in every iteration of a loop")
+        inside = {id(n) for n in walk(s.body)}
+        names = sorted((n for n in walk(s.body) if isinstance(n, ast.Name)), key=lambda n: (n.span.line, n.span.column))
+        inputs = [n for n in dict.fromkeys(n.id for n in names)
+                  if isinstance(self.env.get(n), (TVal, TList)) and getattr(self.env[n], "batched", True)]
+        for n in inputs:  # a tensor held in an expression (`parts[1]`) is passed by a name of its own
+            if not self.env[n].fwd.isidentifier():
+                self.assign_value(n, self.env[n])
+        params = [(self.env[n].fwd, "list[Tensor]" if isinstance(self.env[n], TList) else "Tensor") for n in inputs]
+        later = {n.id for n in walk(self.block.body) if isinstance(n, ast.Name) and id(n) not in inside}
+        saved = self.fwd, self.fi
+        self.fwd, self.fi = [], 0
+        try:
+            before = dict(self.env)
+            self.stmts(s.body)
+            outputs = [n for n in sorted(_assigned(s.body)) if n in later and isinstance(self.env.get(n), TVal)
+                       and self.env[n] is not before.get(n)]
+            if not outputs:
+                raise Untranslatable(frozenset(), "a `recompute` region whose tensors nothing reads")
+            self.emit_fwd(f"return {', '.join(self.env[n].fwd for n in outputs)}")
+            body = render(self.fwd)
+        finally:
+            self.fwd, self.fi = saved
+        returns = "Tensor" if len(outputs) == 1 else f"tuple[{', '.join(['Tensor'] * len(outputs))}]"
+        head = f"def {s.name}(self, {', '.join(f'{p}: {t}' for p, t in params)}) -> {returns}:"
+        doc = '    """Recomputed in the backward pass' + \
+            ("" if s.cond is None else f" where `{_spec_text(s.cond, self.file)}` holds") + '."""'
+        self.result.methods.append([head, doc] + ["    " + l for l in body])
+        args = ", ".join(p for p, _ in params)
+        grads = " or ".join(f"any(t.requires_grad for t in {p})" if t != "Tensor" else f"{p}.requires_grad"
+                            for p, t in params)
+        test = grads if isinstance(cond, Const) else \
+            f"{wrap(self.fsrc(cond, 'recompute'), src_prec(cond)[1], PREC['and'])} and {wrap(grads, PREC['or'], PREC['and'] + 1) if len(params) > 1 else grads}"
+        for n in outputs:
+            self.env[n] = TVal(self.env[n].shape, self.fwd_target(n))
+        targets = ", ".join(self.env[n].fwd for n in outputs)
+        self.result.uses.add("checkpoint")
+        self.emit_fwd(f"if {test}:")
+        self.emit_fwd(f"    {targets} = checkpoint(self.{s.name}, {args}, use_reentrant=False)")
+        self.emit_fwd("else:")
+        self.emit_fwd(f"    {targets} = self.{s.name}({args})")
+
     def negation(self, cond):
         """`not cond`, translated; a comparison negated as one (`n % 6 != 0`), `not c` as `c`."""
         if isinstance(cond, ast.BinOp) and cond.op in _NEGATED:
@@ -725,7 +787,27 @@ class Translator:
             return run(clauses[0][1]) if seq is None else run(clauses[0][1], cur, seq)
         if seq is not None:
             seq.go_dynamic()
+            cur = self._settle(cur)
         return self._branches(clauses, run, cur, seq)
+
+    def _settle(self, cur: TVal) -> TVal:
+        """Before a Python `if` of a seq, a width that a loop's variable plus something is, written into
+        that variable (`channels = channels + n * growth`), so the branches read and set the variable
+        (torchvision's `num_features` in DenseNet), where nothing else still reads its old value."""
+        if self.inline:
+            return cur
+        referenced = set()
+        for v in list(self.env.values()) + self.live_curs[:-1]:
+            referenced |= _dyn_names(v)
+        shape = list(cur.shape)
+        for i, d in enumerate(shape):
+            if not isinstance(d, Dyn) or d.src.isidentifier():
+                continue
+            names = sorted((_names_read(d.src) & self.shadows) - referenced)
+            if len(names) == 1:
+                self.emit_init(f"{names[0]} = {d.src}")
+                shape[i] = Dyn(names[0], deps=d.deps)
+        return TVal(tuple(shape), cur.fwd)
 
     def _branches(self, clauses, run, cur, seq):
         before_env, before_layers = dict(self.env), dict(self.layers)
@@ -738,9 +820,13 @@ class Translator:
             self.out_shape = None
             self.branch_deps = frozenset().union(*[deps(c) for c, _ in clauses[:len(done) + 1] if c is not None])
             self.refused = False
+            maybe_before = set(self.maybe_layers)
+            self.branch_depth += 1
             with self.capture() as (init, fwd):
                 result = run(body) if seq is None else run(body, cur, seq)
-            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers), self.refused])
+            self.branch_depth -= 1
+            done.append([cond, init, fwd, self.env, result, set(self.layers) - set(before_layers), self.refused,
+                         set(self.maybe_layers) - maybe_before])
             declared.update(self.layers)
             if self.out_shape is not None:
                 returned.append((cond, self.out_shape))
@@ -789,7 +875,9 @@ class Translator:
 
     def _merge(self, key, values, live, conds):
         if all(isinstance(v, TVal) for v in values):
-            name = self.fname(key)
+            # not a name another value of a branch still reads (an earlier `sp` in a list)
+            name = self.fwd_target(key, set().union(*[_fwd_names(v) for d in live for k, v in d[3].items()
+                                                     if k != key]))
             for d, v in zip(live, values):
                 if v.fwd != name:
                     d[2].append("    " * (self.fi + 1) + f"{name} = {v.fwd}")
@@ -845,10 +933,13 @@ class Translator:
                                  "a condition in forward inside a loop of a block body")
         tests = []
         for d in done:
-            if d[0] is None:
+            # a layer of this branch alone, which an `if` inside it does not leave None, tells it apart
+            own = [n for n in d[5] if n not in d[7] and all(n not in o[5] for o in done if o is not d)]
+            # an `else` inside a branch of another `if` tests its layer too: where the outer branch is
+            # not taken, every layer of the chain is None, and TorchScript compiles what it cannot rule out
+            if d[0] is None and not (own and self.branch_depth):
                 tests.append(None)
                 continue
-            own = [n for n in d[5] if all(n not in o[5] for o in done if o is not d)]
             if own:
                 tests.append(f"{_module_attr(sorted(own, key=list(self.layers).index)[0])} is not None")
             else:
@@ -1293,8 +1384,17 @@ class Translator:
         return self.functional(prim, [x], bind_primitive(prim, rest))
 
     def apply_item(self, item: ast.LayerItem, x, seq: Optional[_Seq] = None, def_name=None):
-        """`name: target` applied to x in a block body, or added to `seq` (then only the shape flows)."""
-        x = self.as_tensor(x)
+        """`name: target` applied to x in a block body, or added to `seq` (then only the shape flows).
+        A list of tensors goes into a block (the elaborator refuses it elsewhere) as a Python list."""
+        if isinstance(x, TTuple):
+            x = SList([TVal(s, f"{x.fwd}[{i}]") for i, s in enumerate(x.shapes)])
+        if isinstance(x, SList) and x.items and all(isinstance(t, TVal) for t in x.items):
+            total = x.items[0].shape[0]
+            for t in x.items[1:]:
+                total = binop("+", total, t.shape[0])
+            x = TList((total,) + tuple(x.items[0].shape[1:]), f"[{', '.join(t.fwd for t in x.items)}]")
+        if not isinstance(x, TList):
+            x = self.as_tensor(x)
         name = self.layer_name(item.name, seq) if item.name else def_name
         target = item.target
         if isinstance(target, ast.Name):
@@ -1408,7 +1508,8 @@ class Translator:
     def block_call(self, defn: ast.BlockDef, args, name, x: TVal, seq):
         values = self.bind_params(defn, args)
         given = {n or [p.name for p in defn.params][i] for i, (n, _) in enumerate(args)}
-        info = self.gen.class_for(defn, values, x.shape)
+        listed = isinstance(x, TList)
+        info = self.gen.class_for(defn, values, x.shape, listed)
         out_shape = self.gen.output_shape(defn, info, values, x.shape)
         module = "" if self.inline else f"{info.name}({', '.join(self._call_args(info, values, given, x))})"
         if name == RESULT:
@@ -1789,6 +1890,15 @@ def _fstring(parts) -> str:
     return 'f"' + "".join(out) + '"'
 
 
+def _spec_text(node, file) -> str:
+    """The spec's text of an expression on one line (its span's), else its first line."""
+    span = node.span
+    lines = file.text.splitlines()
+    line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+    end = span.end_column - 1 if span.end_line == span.line else len(line)
+    return line[span.column - 1:end].strip()
+
+
 def _hint(values) -> str:
     """A type hint from the values a parameter takes."""
     kinds = {type(v) for v in values}
@@ -1814,8 +1924,10 @@ def _reads(line: str, name: str) -> bool:
 
 
 def _fwd_names(v) -> set:
+    """The forward variables a value's expression reads (`F.relu(sp)` reads `sp`): while it is live,
+    none of them may be assigned anew."""
     if isinstance(v, (TVal, TList)):
-        return {re.match(r"[A-Za-z_]\w*", v.fwd).group(0)} if re.match(r"[A-Za-z_]\w*", v.fwd) else set()
+        return set(re.findall(r"(?<![\w.'\"])([A-Za-z_]\w*)\b(?!\s*=(?!=))", v.fwd))
     if isinstance(v, SList):
         return set().union(*[_fwd_names(i) for i in v.items]) if v.items else set()
     return set()
@@ -1844,7 +1956,7 @@ def _assigned(body) -> set:
             for _, b in s.branches:
                 out |= _assigned(b)
             out |= _assigned(s.orelse or [])
-        elif isinstance(s, ast.For):
+        elif isinstance(s, (ast.For, ast.Recompute)):
             out |= _assigned(s.body)
     return out
 

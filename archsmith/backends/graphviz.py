@@ -81,7 +81,8 @@ class _Drawer:
 
     def instance(self, graph, inst: Instance, in_label, out_label):
         """An instance's forward: its steps, from an input node to an output node."""
-        producer = {inst.input.key: self.node(graph, in_label, "op", shape="oval")}
+        entry = self.node(graph, in_label, "op", shape="oval")
+        producer = {k: entry for k in inst.input_keys}
         for chain in _chains(inst):
             first, last = chain[0], chain[-1]
             if first.kind == "apply" and first.layer.kind == "seq":

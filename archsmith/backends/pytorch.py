@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class ClassInfo:
     fixed: dict  # spec parameter (or IN / SPATIAL) -> the value the class is written for
     rank: int  # of the block's input
     instances: list = field(default_factory=list)
+    listed: bool = False  # whether the block's input is a list of tensors (joined, they have `rank`)
     root_channels: int = None  # the input channels of the first model this class is the root of
     class_params: dict = field(default_factory=dict)  # parameter -> id()s of the blocks it is given
     name: str = ""
@@ -49,6 +51,7 @@ class Generator:
     def __init__(self, models: list):
         self.models = models
         self.fixed_names: dict = {}  # id(block) -> names made literal in its classes
+        self.fixed_why: dict = {}  # id(block) -> {name: why the generator made it literal}
         self.classes: "OrderedDict[tuple, ClassInfo]" = OrderedDict()
         self.order: list = []  # ClassInfo, children first
         self.factory_names: dict = {}  # model name -> its factory function's name
@@ -93,19 +96,22 @@ class Generator:
         if not new:
             raise RuntimeError(f"cannot write block `{block.name}`: {failure.why}")
         fixed |= new
+        for name in new:
+            self.fixed_why.setdefault(id(block), {})[name] = failure.why
 
     def _translate_all(self):
         self.classes, self.order, self._inline, self.functions = OrderedDict(), [], {}, OrderedDict()
         self.fns = OrderedDict()
         for m in self.models:
             for inst in _instances(m.root):
-                key, fixed = self._key(inst.block, inst.params, inst.input.shape)
-                info = self.classes.setdefault(key, ClassInfo(inst.block, fixed, len(inst.input.shape)))
+                key, fixed = self._key(inst.block, inst.params, inst.in_shape, inst.listed)
+                info = self.classes.setdefault(key, ClassInfo(inst.block, fixed, len(inst.in_shape),
+                                                              listed=inst.listed))
                 info.instances.append(inst)
                 info.class_params = {p: frozenset(ids) for p, ids in self.class_params.get(id(inst.block), {}).items()
                                      if p not in fixed}
         for m in reversed(self.models):  # a model's input channels are its root class's default
-            self.classes[self._key(m.root.block, m.root.params, m.root.input.shape)[0]].root_channels = m.input_shape[0]
+            self.classes[self._key(m.root.block, m.root.params, m.root.in_shape)[0]].root_channels = m.input_shape[0]
         self._name_all()
         for info in list(self.classes.values()):
             self._translate(info)
@@ -115,7 +121,7 @@ class Generator:
         if info.source is not None or info in self.order:
             return
         tr = Translator(self, info.block, info.fixed, info.rank, instances=info.instances,
-                        root_channels=info.root_channels, class_params=info.class_params)
+                        root_channels=info.root_channels, class_params=info.class_params, listed=info.listed)
         try:
             info.source = tr.translate()
         except Untranslatable as failure:
@@ -150,7 +156,7 @@ class Generator:
             self._inline[key] = (tr.output_shape(), tr.layers.get(RESULT, (None, None)))
         return self._inline[key]
 
-    def _key(self, block, values: dict, in_shape) -> tuple:
+    def _key(self, block, values: dict, in_shape, listed: bool = False) -> tuple:
         fixed = {}
         for name in sorted(self.fixed_names.setdefault(id(block), set())):
             if name == IN:
@@ -159,7 +165,7 @@ class Generator:
                 fixed[SPATIAL] = tuple(in_shape[1:])
             else:
                 fixed[name] = values[name]
-        return (id(block), len(in_shape), _freeze(fixed)), fixed
+        return (id(block), len(in_shape), listed, _freeze(fixed)), fixed
 
     # ------------------------------------------------------------------ what the translator asks
 
@@ -214,13 +220,14 @@ class Generator:
             concrete[name] = v.value
         return concrete
 
-    def class_for(self, block, values: dict, in_shape) -> ClassInfo:
-        """The class a call of `block` with these argument values (from a translator) builds."""
+    def class_for(self, block, values: dict, in_shape, listed: bool = False) -> ClassInfo:
+        """The class a call of `block` with these argument values (from a translator) builds; `listed`:
+        given a list of tensors, joined of `in_shape`."""
         concrete = self._concrete(block, self.fixed_names.setdefault(id(block), set()), values, in_shape)
         shape = tuple(fold(d).value if isinstance(fold(d), Const) else None for d in in_shape)
-        key, fixed = self._key(block, concrete, shape)
+        key, fixed = self._key(block, concrete, shape, listed)
         if key not in self.classes:
-            info = self.classes[key] = ClassInfo(block, fixed, len(in_shape))
+            info = self.classes[key] = ClassInfo(block, fixed, len(in_shape), listed=listed)
             info.name = self._names.create(block.name)
         info = self.classes[key]
         self._translate(info)
@@ -228,9 +235,10 @@ class Generator:
 
     def output_shape(self, block, info: ClassInfo, values: dict, in_shape) -> tuple:
         """What `block` returns for these arguments and input, in the caller's values."""
-        key = (id(block), repr(sorted(values.items(), key=lambda kv: kv[0])), repr(in_shape))
+        key = (id(block), repr(sorted(values.items(), key=lambda kv: kv[0])), repr(in_shape), info.listed)
         if key not in self._inline:
-            tr = Translator(self, block, info.fixed, info.rank, inline=True, bindings=values, in_shape=in_shape)
+            tr = Translator(self, block, info.fixed, info.rank, inline=True, bindings=values, in_shape=in_shape,
+                            listed=info.listed)
             self._inline[key] = tr.output_shape()
         return self._inline[key]
 
@@ -267,7 +275,7 @@ class Generator:
     def _module_source(self) -> str:
         roots = {}
         for m in self.models:
-            key, _ = self._key(m.root.block, m.root.params, m.root.input.shape)
+            key, _ = self._key(m.root.block, m.root.params, m.root.in_shape)
             roots[m.name] = self.classes[key]
         written = self.order + list(self.functions.values())
         fns = self._written_fns()
@@ -303,10 +311,11 @@ class Generator:
         std = [line for line, used in (("import math", "math" in uses),
                                        ("from collections import OrderedDict", "OrderedDict" in uses),
                                        ("from typing import Optional", "Optional" in uses)) if used]
+        torch_imports = ["from torch.utils.checkpoint import checkpoint"] if "checkpoint" in uses else []
         head += std + ([""] if std else [])
         head += [line for line, used in (("import torch", "torch." in text),
                                          ("import torch.nn.functional as F", "F." in text)) if used]
-        head += ["from torch import Tensor, nn", ""]
+        head += ["from torch import Tensor, nn"] + torch_imports + [""]
         return "\n".join(head + body).rstrip() + "\n"
 
     def _factory_args(self, m: Model, info: ClassInfo) -> list:
@@ -347,7 +356,8 @@ class Generator:
             bindings = {p.name: Dyn(names.get(p.name, p.name), deps=frozenset({p.name})) for p in block.params}
             shape = (Dyn(names.get("", "in_channels"), deps=frozenset({IN})),) + tuple(
                 Missing(frozenset({SPATIAL})) for _ in range(info.rank - 1))
-            tr = Translator(self, block, {}, info.rank, inline=True, bindings=bindings, in_shape=shape)
+            tr = Translator(self, block, {}, info.rank, inline=True, bindings=bindings, in_shape=shape,
+                            listed=info.listed)
             self._inline[key] = tr.output_shape()[0]
         return self._inline[key]
 
@@ -377,14 +387,31 @@ class Generator:
         params = _params(info)
         out = [f"class {info.name}(nn.Module):"]
         where = f"Block `{info.block.name}` of {_short(info.block.span.path)}:{info.block.span.line}."
-        out += _docstring(info.block.doc, where, "    ")
+        out += _docstring(info.block.doc, where + self._fixed_note(info), "    ")
         if id(info.block) in self.width_params and not info.fixed:
             out += [""] + self._width_method(info)
         out += ["", f"    def __init__({', '.join(['self'] + params)}) -> None:", "        super().__init__()"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.init]
-        out += ["", "    def forward(self, x: Tensor) -> Tensor:"]
+        for method in info.source.methods:
+            out += ["", *("    " + l for l in method)]
+        out += ["", f"    def forward(self, x: {'list[Tensor]' if info.listed else 'Tensor'}) -> Tensor:"]
         out += ["        " + l.replace("\n", "\n        ") for l in info.source.forward]
         return out
+
+    def _fixed_note(self, info: ClassInfo) -> str:
+        """Why this class is written for some values of its block's parameters only, where the generator
+        made them literal (a user calling it with other values is told where to look)."""
+        why = self.fixed_why.get(id(info.block), {})
+        reasons: dict = {}
+        for name, value in info.fixed.items():
+            if name in why:
+                shown = ("`in_channels=" + repr(value) + "`" if name == IN else "an input of "
+                         + "x".join(map(str, value)) if name == SPATIAL else f"`{name}={literal(value)}`")
+                reasons.setdefault(why[name], []).append(shown)
+        if not reasons:
+            return ""
+        notes = [f"Written for {', '.join(values)}: {why}." for why, values in reasons.items()]
+        return "\n" + "\n".join(textwrap.wrap(" ".join(notes) + " Compile the spec again for other values.", 100))
 
 
 def _params(info: ClassInfo) -> list:

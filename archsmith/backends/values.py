@@ -40,6 +40,7 @@ class Dyn:
     deps: frozenset = frozenset()
     boolean: bool = False  # a comparison or a logical operation: its Python value is a bool
     classes: frozenset = frozenset()  # for a class passed as a value: id()s of the blocks it may be
+    terms: tuple = None  # for a sum: ((term source, precedence, int coefficient), ...), int constant
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,16 @@ def binop(op: str, a, b):
         return SList(a.items + [Const(i) for i in b.value])
     if op == "+" and isinstance(a, Const) and isinstance(a.value, list) and isinstance(b, SList):
         return SList([Const(i) for i in a.value] + b.items)
-    if op in ("*", "+") and isinstance(b, Const) and is_int(b.value) and b.value == (1 if op == "*" else 0) \
+    if op in ("*", "+", "-") and isinstance(b, Const) and is_int(b.value) and b.value == (1 if op == "*" else 0) \
             and isinstance(a, Dyn) and not a.boolean:
-        return a
+        return a  # `w * 1`, `w + 0`, `w - 0`
     if op in ("*", "+") and isinstance(a, Const) and is_int(a.value) and a.value == (1 if op == "*" else 0) \
             and isinstance(b, Dyn) and not b.boolean:
         return b
+    if op in ("+", "-"):
+        summed = _sum(op, a, b)
+        if summed is not None:
+            return summed
     cmp = op in COMPARISONS
     if op in ("==", "!=") and (a == Const(None) or b == Const(None)):
         op = "is" if op == "==" else "is not"
@@ -173,7 +178,71 @@ def binop(op: str, a, b):
         left, right = wrap(la, pa, prec + 1), wrap(lb, pb, prec + 1)
     else:
         left, right = wrap(la, pa, prec), wrap(lb, pb, prec + 1)
-    return Dyn(f"{left} {op} {right}", prec, deps(a) | deps(b), boolean=cmp)
+    return Dyn(f"{left} {op} {right}", prec, deps(a) | deps(b), boolean=cmp, terms=_terms(op, a, b))
+
+
+def _linear(v):
+    """`v` as a sum of int multiples of terms plus an int: (((source, precedence, coefficient), ...),
+    constant), or None where it is no int sum (a bool, a float, a list)."""
+    if isinstance(v, Const):
+        return ((), v.value) if is_int(v.value) else None
+    if not isinstance(v, Dyn) or v.boolean:
+        return None
+    return v.terms if v.terms is not None else (((v.src, v.prec, 1),), 0)
+
+
+def _terms(op, a, b):
+    """The sum `a op b` as `_linear` gives it, for `+`, `-` and a multiple `k * t`."""
+    if op == "*":
+        for k, t in ((a, b), (b, a)):
+            if isinstance(k, Const) and is_int(k.value) and isinstance(t, Dyn) and not t.boolean and t.terms is None:
+                return ((t.src, t.prec, k.value),), 0
+        return None
+    if op not in ("+", "-"):
+        return None
+    la, lb = _linear(a), _linear(b)
+    if la is None or lb is None:
+        return None
+    sign = 1 if op == "+" else -1
+    coefficients = {}
+    for source, prec, k in la[0]:
+        coefficients[source] = [prec, coefficients.get(source, [prec, 0])[1] + k]
+    for source, prec, k in lb[0]:
+        coefficients[source] = [prec, coefficients.get(source, [prec, 0])[1] + sign * k]
+    return tuple((source, prec, k) for source, (prec, k) in coefficients.items()), la[1] + sign * lb[1]
+
+
+def _sum(op, a, b):
+    """`a op b` written anew where a term cancels (`bw + (c - bw)` is `c`); else None, and it is
+    written as the spec has it."""
+    terms = _terms(op, a, b)
+    if terms is None:
+        return None
+    on_both_sides = {t[0] for t in _linear(a)[0]} & {t[0] for t in _linear(b)[0]}
+    if not any(t[0] in on_both_sides and t[2] == 0 for t in terms[0]):
+        return None
+    kept, constant = tuple(t for t in terms[0] if t[2]), terms[1]
+    if not kept:
+        return Const(constant)
+    if len(kept) == 1 and kept[0][2] == 1 and constant == 0:
+        return Dyn(kept[0][0], kept[0][1], deps(a) | deps(b), terms=(kept, 0))
+    out, prec = "", PREC["+"]
+    for source, term_prec, k in kept:
+        written = wrap(source, term_prec, PREC["*"] + 1) if abs(k) != 1 else source
+        written = f"{abs(k)} * {written}" if abs(k) != 1 else written
+        if not out:
+            if k < 0 and abs(k) != 1:
+                out, prec = "-" + written, PREC["*"]  # `-3 * n`
+            elif k < 0:
+                out, prec = "-" + wrap(written, term_prec, PREC["neg"]), PREC["neg"]
+            else:
+                out = wrap(written, PREC["*"] if abs(k) != 1 else term_prec, PREC["+"])
+        else:
+            out += (" - " if k < 0 else " + ") + wrap(written, PREC["*"] if abs(k) != 1 else term_prec, PREC["+"] + 1)
+            prec = PREC["+"]
+    if constant:
+        out, prec = out + (f" + {constant}" if constant > 0 else f" - {-constant}"), PREC["+"]
+    return Dyn(out, prec, deps(a) | deps(b), terms=(kept, constant))
 
 
 def _apply(op, a, b):
@@ -286,10 +355,12 @@ def src_prec(v):
     if isinstance(v, SList):
         return (v.source or "[" + ", ".join(src(i) for i in v.items) + "]"), ATOM
     if isinstance(v, Missing):
-        raise Untranslatable(v.deps, "a dimension that is known only when the tensor exists")
+        raise Untranslatable(v.deps, "a tensor size the spec reads, which the class knows only in forward")
     if isinstance(v, RVal):
         raise Untranslatable(deps(v), "a record whose fields are known only at construction")
-    raise Untranslatable(deps(v), f"{type(v).__name__} has no constructor-time value")
+    what = {"TVal": "a tensor", "TList": "a list of tensors", "TTuple": "the tensors of a split"}.get(
+        type(v).__name__, "a value known only in forward")
+    raise Untranslatable(deps(v), f"{what} where __init__ needs a value, such as a list of tensors an `if` chooses")
 
 
 def src(v) -> str:
