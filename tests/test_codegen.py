@@ -609,3 +609,52 @@ model net = Net() input [3, 8, 8]
             "        else:\n"
             "            self.head1 = None\n"
             "            self.head2 = None\n") in source
+
+
+def test_a_tested_value_needs_no_bool_but_a_kept_one_stays_a_bool():
+    """Where an `if` or a conditional tests a value, Python's truth is the spec's: `if first or i > 0:`,
+    `if not last:`. Where the value itself is used, `or` still gives a bool, as in the spec."""
+    spec = """
+block B(out, first = true, last = false, reps = 2) {
+    x = x | layers: seq {
+        for i in range(reps) {
+            if first or i > 0 { relu() }
+            conv2d(out if last and i == reps - 1 else x.channels, 3, padding=1)
+        }
+    }
+    if not last {
+        x = x | extra: conv2d(out, 1)
+    }
+    return x | proj: conv2d(out, 1, bias=first or last)
+}
+block Net() {
+    x = x | a: B(8, first=false)
+    return x | b: B(16, last=true)
+}
+model net = Net() input [4, 8, 8]
+"""
+    source = compile_text(spec)
+    assert "            if first or i > 0:\n" in source
+    assert "out if last and i == reps - 1 else in_channels" in source
+    assert "        if not last:\n" in source
+    assert "bias=bool(first) or bool(last)" in source
+    model = archsmith.build(spec)
+    assert [type(m).__name__ for m in model.a.layers] == ["Conv2d", "ReLU", "Conv2d"]
+    assert model.a.extra is not None and model.b.extra is None
+    assert model.b.layers[-1].out_channels == 16
+    assert model.a.proj.bias is None and model.b.proj.bias is not None
+
+
+def test_a_parameter_given_values_of_different_kinds_has_no_type_hint():
+    """`kernel` is an int here and a list there: a hint from its default would be wrong."""
+    source = compile_text("""
+block B(out, kernel = 1, padding = 0) {
+    return x | conv: conv2d(out, kernel, padding=padding)
+}
+block Net() {
+    x = x | a: B(8, [1, 3], padding=[0, 1])
+    return x | b: B(8, 3, padding=1)
+}
+model net = Net() input [4, 8, 8]
+""")
+    assert "def __init__(self, in_channels: int, out: int, kernel=1, padding=0) -> None:" in source

@@ -96,8 +96,8 @@ def test_published_figures_at_compile_time():
 
 def test_factorized_convolutions_and_the_head_in_the_generated_source():
     source = archsmith.compile("inception_v3")
-    assert "        self.branch7x7_2 = conv1x7(c7, c7)\n        self.branch7x7_3 = conv7x1(c7, 192)\n" in source
-    assert "    return BasicConv2d(in_channels, out, kernel=[1, 7], padding=[0, 3])\n" in source
+    assert "        self.branch7x7_2 = conv1xn(c7, c7, 7)\n        self.branch7x7_3 = convnx1(c7, 192, 7)\n" in source
+    assert "    return BasicConv2d(in_channels, out, kernel=[1, n], padding=[0, n // 2])\n" in source
     assert ("        x = self.Mixed_6e(x)\n"
             "        if self.AuxLogits is not None:\n"
             "            if self.training:\n"

@@ -28,7 +28,7 @@ from ..elaborate import RESERVED_LAYER_NAMES, plain_layer_name
 from ..evaluate import BUILTINS, BlockRef, Record, format_value, target_names
 from ..primitives import INITIALIZERS, PRIMITIVES, REQUIRED, Primitive, ShapeError, dim_index, spatial_out
 from .values import (ATOM, IN, INPUT, PREC, SPATIAL, Const, Dyn, Missing, RVal, SList, TList, TVal, Untranslatable, binop, boolop,
-                     call, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)
+                     call, condition, deps, fold, is_int, literal, neg, not_, same, src, src_prec, ternary, truth, wrap)
 
 # Names the generated module defines or imports; no spec name may take them.
 MODULE_NAMES = {"self", "torch", "nn", "F", "Tensor", "OrderedDict", "math", "drop_path", "DropPath",
@@ -306,13 +306,14 @@ class Translator:
                 self.env[p.name] = Const(self.fixed[p.name])
                 continue
             name = self.pynames[p.name]
-            sig = Signature(p.name, name, "type" if p.name in self.class_params else
-                            _hint([i.params.get(p.name) for i in self.instances]))
+            values = [i.params.get(p.name) for i in self.instances]
+            sig = Signature(p.name, name, "type" if p.name in self.class_params else _hint(values))
             if p.default is not None:
                 default = fold(self.eval(p.default))
                 if isinstance(default, Const) and not isinstance(default.value, BlockRef):
                     sig.default = literal(default.value)
-                    sig.hint = sig.hint or _hint([default.value])
+                    if p.name not in self.class_params:  # no hint where the values differ in kind
+                        sig.hint = _hint([v for v in values if v is not None] + [default.value])
                 else:
                     sig.default = "None"
                     if sig.hint:
@@ -742,7 +743,7 @@ class Translator:
         (`if not c: raise ValueError("message")`)."""
         if self.inline:
             return
-        cond = _condition(self.eval(s.cond))
+        cond = self.test(s.cond)
         if isinstance(cond, Const) and cond.value:
             return
         if isinstance(cond, Const):
@@ -797,7 +798,7 @@ class Translator:
         """`recompute name if cond { ... }`: the statements as the method `name` (torchvision's
         `bn_function`), and in forward, where `cond` holds and an input requires grad, the method run under
         `checkpoint`, which keeps its inputs for the backward pass and computes the rest again there."""
-        cond = _condition(self.eval(s.cond)) if s.cond is not None else Const(True)
+        cond = self.test(s.cond) if s.cond is not None else Const(True)
         if self.inline or (isinstance(cond, Const) and not cond.value):
             self.stmts(s.body)
             return
@@ -851,8 +852,8 @@ class Translator:
             if isinstance(fold(negated), Dyn) and fold(negated).boolean:
                 return negated
         if isinstance(cond, ast.UnaryOp) and cond.op == "not":
-            return _condition(self.eval(cond.operand))
-        return not_(_condition(self.eval(cond)))
+            return self.test(cond.operand)
+        return not_(self.test(cond))
 
     # ------------------------------------------------------------------ conditionals
 
@@ -861,7 +862,7 @@ class Translator:
         whether every path returned (body), or the tensor flowing on (seq)."""
         clauses = []
         for cond, body in s.branches:
-            c = _condition(self.eval(cond))
+            c = self.test(cond)
             if isinstance(c, Const):
                 if c.value:
                     clauses.append((None, body))
@@ -1143,7 +1144,7 @@ class Translator:
             return [self.eval(e.item)]
         clause = e.clauses[index]
         if isinstance(clause, ast.CompIf):
-            cond = _condition(self.eval(clause.cond))
+            cond = self.test(clause.cond)
             if not isinstance(cond, Const):
                 return None
             return self._unrolled(e, index + 1) if cond.value else []
@@ -1165,7 +1166,7 @@ class Translator:
         try:
             for clause in e.clauses:
                 if isinstance(clause, ast.CompIf):
-                    cond = _condition(self.eval(clause.cond))
+                    cond = self.test(clause.cond)
                     parts.append(f"if {wrap(*src_prec(cond), 1)}")
                     found |= deps(cond)
                     continue
@@ -1216,7 +1217,7 @@ class Translator:
         v = self.eval(e.operand)
         if isinstance(v, TVal):
             return self.functional(PRIMITIVES["neg"], [v], {})
-        return not_(truth(v)) if e.op == "not" else neg(v)
+        return not_(v) if e.op == "not" else neg(v)
 
     def _e_BoolOp(self, e):
         left = truth(self.eval(e.left))
@@ -1224,8 +1225,21 @@ class Translator:
             return left
         return boolop(e.op, left, self.eval(e.right))
 
+    def test(self, e):
+        """The value of `e` where an `if`, an `assert` or a conditional expression tests it: there
+        Python's truth is the spec's, so neither it nor the operands of its `and`, `or` and `not` need
+        a `bool()` (`if start_with_relu or i > 0:`)."""
+        if isinstance(e, ast.BoolOp):
+            left = self.test(e.left)
+            if isinstance(left, Const) and bool(left.value) == (e.op == "or"):
+                return Const(bool(left.value))
+            return boolop(e.op, left, self.test(e.right), tested=True)
+        if isinstance(e, ast.UnaryOp) and e.op == "not":
+            return not_(self.test(e.operand))
+        return condition(self.eval(e))
+
     def _e_Ternary(self, e):
-        cond = _condition(self.eval(e.cond))
+        cond = self.test(e.cond)
         if isinstance(cond, Const):
             return self.eval(e.then if cond.value else e.orelse)
         then, orelse = self.eval(e.then), self.eval(e.orelse)
@@ -1907,7 +1921,7 @@ class FnTranslator(Translator):
                 self.env.update(names)
             elif isinstance(s, ast.If):
                 for i, (cond, branch) in enumerate(s.branches):
-                    out.append(f"{pad}{'if' if i == 0 else 'elif'} {src(_condition(self.eval(cond)))}:")
+                    out.append(f"{pad}{'if' if i == 0 else 'elif'} {src(self.test(cond))}:")
                     out += self.body(branch, level + 1) or [f"{pad}    pass"]
                 if s.orelse:
                     out += [f"{pad}else:"] + (self.body(s.orelse, level + 1) or [f"{pad}    pass"])
@@ -1974,12 +1988,6 @@ def _spec_text(node, file) -> str:
     line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
     end = span.end_column - 1 if span.end_line == span.line else len(line)
     return line[span.column - 1:end].strip()
-
-
-def _condition(v):
-    """A value tested by `if`: Python's truth is the spec's, so no `bool()` is needed."""
-    t = truth(v)
-    return t if isinstance(t, Const) else fold(v)
 
 
 def _hint(values) -> str:

@@ -271,22 +271,26 @@ def not_(v):
     return Dyn("not " + wrap(s, p, PREC["not"]), PREC["not"], deps(v), boolean=True)
 
 
-def boolop(op: str, a, b):
-    """`a and b` / `a or b` with the spec's meaning: always a bool."""
+def boolop(op: str, a, b, tested=False):
+    """`a and b` / `a or b` with the spec's meaning: always a bool. Where the value is only `tested`
+    (by an `if`), Python's truth of its operands is the spec's, so they need no `bool()`."""
     a, b = fold(a), fold(b)
+    as_bool = condition if tested else truth
     if isinstance(a, Const):
         if op == "and" and not a.value:
             return Const(False)
         if op == "or" and a.value:
             return Const(True)
-        return truth(b)
+        return as_bool(b)
     if isinstance(b, Const) and ((op == "and" and b.value) or (op == "or" and not b.value)):
-        return truth(a)
+        return as_bool(a)
     if isinstance(b, Const):  # `a and false`, `a or true`: the spec's value is the constant
         return Const(bool(b.value))
     prec = PREC[op]
-    (la, pa), (lb, pb) = src_prec(truth(a)), src_prec(truth(b))
-    return Dyn(f"{wrap(la, pa, prec)} {op} {wrap(lb, pb, prec + 1)}", prec, deps(a) | deps(b), boolean=True)
+    a, b = as_bool(a), as_bool(b)
+    (la, pa), (lb, pb) = src_prec(a), src_prec(b)
+    return Dyn(f"{wrap(la, pa, prec)} {op} {wrap(lb, pb, prec + 1)}", prec, deps(a) | deps(b),
+               boolean=getattr(a, "boolean", False) and getattr(b, "boolean", False))
 
 
 def truth(v):
@@ -297,6 +301,12 @@ def truth(v):
     if isinstance(v, Dyn) and v.boolean:
         return v
     return Dyn(f"bool({src(v)})", ATOM, deps(v), boolean=True)
+
+
+def condition(v):
+    """A value tested by `if`: Python's truth is the spec's, so no `bool()` is needed."""
+    t = truth(v)
+    return t if isinstance(t, Const) else fold(v)
 
 
 def ternary(cond, then, orelse):
