@@ -88,7 +88,8 @@ def joined_shape(tensors: list, span, scope, evaluator) -> tuple:
     for t in tensors[1:]:
         if len(t.shape) != len(first) or t.shape[1:] != first[1:]:
             raise evaluator._err(f"a block's input list holds tensors that concat joins on channels; "
-                                 f"{fmt_shape(first)} and {fmt_shape(t.shape)} differ in more", span, scope.file)
+                                 f"{fmt_shape(first)} and {fmt_shape(t.shape)} differ in more than the channels",
+                                 span, scope.file)
     return (sum(t.shape[0] for t in tensors),) + tuple(first[1:])
 
 

@@ -38,21 +38,39 @@ def validate(graph: nx.DiGraph) -> None:
                 raise GraphError(f"module path {module} names two different layers")
 
 
+# Ops whose output may share memory with their first input: torch views, and ops that can return the
+# input itself (identity; dropout and drop-path in eval). An in-place op's output is its input too.
+ALIASING = {"slice", "split", "chunk", "flatten", "reshape", "permute", "transpose", "squeeze", "unsqueeze",
+            "unflatten", "identity", "dropout", "drop_path"}
+
+
 def check_inplace(graph: nx.DiGraph) -> None:
-    """An op with inplace=true overwrites its input: reject it where that input is read again later
-    (nodes are numbered in the order they run), which would silently change the later result."""
+    """An op with inplace=true overwrites its input, and every view of it: reject it where a tensor
+    sharing that memory, made before it, is read again later (nodes are numbered in the order they
+    run), which would silently change the later result."""
+    roots = {}  # (node, output index) -> the tensors whose memory it may share
     for n, data in graph.nodes(data=True):
+        outputs = len(data["shape"]) if isinstance(data["shape"], list) else 1
+        for index in range(outputs):
+            if data["inputs"] and (data["op"] in ALIASING or data["attrs"].get("inplace")):
+                roots[(n, index)] = roots.get(tuple(data["inputs"][0]), {tuple(data["inputs"][0])})
+            else:
+                roots[(n, index)] = {(n, index)}
         if not data["attrs"].get("inplace"):
             continue
         (source,) = data["inputs"]
-        later = [m for m in graph.successors(source[0]) if m > n and source in graph.nodes[m]["inputs"]]
+        overwritten = roots[tuple(source)]
+        later = sorted((m, value) for value, shared in roots.items() if value[0] < n and shared & overwritten
+                       for m in graph.successors(value[0]) if m > n and list(value) in map(list, graph.nodes[m]["inputs"]))
         if later:
-            reader = graph.nodes[min(later)]
+            m, value = later[0]
+            reader = graph.nodes[m]
             if reader["op"] == "output":
                 what, notes = "the model's output", ()
             else:
                 what, notes = f"line {reader['span'].line}", [("read again here", reader["span"])]
-            raise SpecError(f"in-place {data['op']} overwrites a tensor that {what} reads afterwards",
+            shared = "" if value == tuple(source) else " (a view, or the tensor it views, shares its memory)"
+            raise SpecError(f"in-place {data['op']} overwrites a tensor that {what} reads afterwards{shared}",
                             data["span"], hint="drop `inplace=true` here", notes=notes)
 
 

@@ -383,6 +383,7 @@ def test_a_class_written_for_fixed_values_says_which_and_why():
     """A user calling a generated class with other arguments learns from its docstring that it cannot
     take them, and what in the spec fixed them (found writing Res2Net from the docs)."""
     source = compile_text("""
+# Each part through its own conv.
 block B(n = 2) {
     parts = chunk(x, n)
     return concat([parts[i] | "c{i}": conv2d(4, 1) for i in range(n)])
@@ -394,8 +395,10 @@ block Net(width = 8) {
 model m = Net() input [3, 8, 8]
 """)
     doc = {n.name: ast.get_docstring(n) for n in ast.parse(source).body if isinstance(n, ast.ClassDef)}
-    assert " ".join(doc["BN2"].split()) == ("Block `B` of <string>:2. Written for `n=2`: a chunk into a number of "
-                                            "parts known only at construction. Compile the spec again for other values.")
+    assert " ".join(doc["BN2"].split()) == ("Each part through its own conv. Block `B` of <string>:3. Written for "
+                                            "`n=2`: a chunk into a number of parts known only at construction. "
+                                            "Compile the spec again for other values.")
+    assert "\n    Written for `n=2`" in source  # indented in the docstring, as its other lines
     assert "Written for" not in doc["Net"]  # `width` stays a parameter
 
 

@@ -387,6 +387,32 @@ CASES = [
               "}",
               MODEL),
          3, 27, "in-place relu overwrites a tensor that line 4 reads afterwards", hint="drop `inplace=true` here"),
+    # a view shares its tensor's memory, and identity, dropout and drop-path in eval return their input
+    Case("inplace-overwrites-the-tensor-of-a-view",
+         spec("block Net() {",
+              "    y = x | conv: conv2d(8, 3, padding=1)",
+              "    s = slice(y, 0, 2) | relu(inplace=true)",
+              "    return concat(s, y)",
+              "}",
+              MODEL),
+         3, 26, "in-place relu overwrites a tensor that line 4 reads afterwards (a view, or the tensor it views, shares its memory)"),
+    Case("inplace-overwrites-a-view-taken-before",
+         spec("block Net() {",
+              "    y = x | conv: conv2d(8, 3, padding=1)",
+              "    s = slice(y, 0, 2)",
+              "    z = y | relu(inplace=true)",
+              "    return concat(s, z)",
+              "}",
+              MODEL),
+         4, 13, "in-place relu overwrites a tensor that line 5 reads afterwards (a view, or the tensor it views, shares its memory)"),
+    Case("inplace-after-dropout-overwrites-its-input-in-eval",
+         spec("block Net() {",
+              "    y = x | conv: conv2d(8, 3, padding=1)",
+              "    z = y | dropout(0.5) | relu(inplace=true)",
+              "    return y + z",
+              "}",
+              MODEL),
+         3, 28, "in-place relu overwrites a tensor that line 4 reads afterwards (a view, or the tensor it views, shares its memory)"),
     # the compiler's own limits: a spec cannot make it hang or exhaust memory
     Case("list-too-long",
          spec("A = [0] * 99999 * 99999",
@@ -640,7 +666,7 @@ CASES = [
               "    return [x, x | maxpool2d(2)] | cat: Cat()",
               "}",
               MODEL),
-         5, 36, "concat joins on channels; [3, 32, 32] and [3, 16, 16] differ in more"),
+         5, 36, "concat joins on channels; [3, 32, 32] and [3, 16, 16] differ in more than the channels"),
     # ------------------------------------------------------------------ recompute
     Case("recompute-misspelt",
          spec("block Net() {",
@@ -1021,3 +1047,12 @@ def test_a_name_two_imports_define_is_no_clash_where_the_file_defines_it(tmp_pat
     (tmp_path / "net.arch").write_text('import "a"\nimport "b"\ndef stage(out) = conv2d(out, 5, padding=2)\n'
                                        "block Net() {\n    return x | s: stage(4)\n}\nmodel net = Net() input [3, 8, 8]\n")
     assert "kernel_size=5" in archsmith.compile(str(tmp_path / "net.arch"))
+
+
+def test_a_block_the_generator_cannot_write_is_a_located_error_not_a_traceback():
+    spec = "block B() {\n    return x[0]\n}\nblock Net() {\n    return [x, x] | b1: B()\n}\nmodel net = Net() input [4, 8, 8]\n"
+    archsmith.compile(spec.replace("x[0]", "concat(x)"))
+    with pytest.raises(archsmith.SpecError) as e:
+        archsmith.compile(spec)
+    assert e.value.message.startswith("`B` cannot be written as a Python class")
+    assert (e.value.span.line, e.value.span.column) == (1, 1)

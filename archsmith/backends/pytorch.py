@@ -94,7 +94,9 @@ class Generator:
         if not new:
             new = candidates - fixed
         if not new:
-            raise RuntimeError(f"cannot write block `{block.name}`: {failure.why}")
+            raise SpecError(f"`{block.name}` cannot be written as a Python class: {failure.why}", block.span,
+                            hint="this is a limit of the code generator (docs section 17); `archsmith check` "
+                                 "and the diagram still work")
         fixed |= new
         for name in new:
             self.fixed_why.setdefault(id(block), {})[name] = failure.why
@@ -511,7 +513,7 @@ def _docstring(comment: str, where: str, indent: str) -> list:
         return [f'{indent}"""{body[0]}'] + [f"{indent}{l}" if l else "" for l in body[1:]] + [f'{indent}"""']
     body = text.splitlines()
     return ([f'{indent}"""{body[0]}'] + [f"{indent}{l}" if l else "" for l in body[1:]]
-            + ["", f"{indent}{where}", f'{indent}"""'])
+            + [""] + [f"{indent}{l}" for l in where.splitlines()] + [f'{indent}"""'])
 
 
 def _short(path: str) -> str:
