@@ -93,8 +93,9 @@ def _comment_above(lines, line: int) -> str:
 def _collect(items, path, text) -> ast.SourceFile:
     file = ast.SourceFile(path=path, text=text, imports=[], constants=[], blocks={}, layer_defs={}, models={})
     lines = text.splitlines()
-    first_code = next((i for i, l in enumerate(lines) if l.strip() and not l.lstrip().startswith("#")), len(lines))
-    file.doc = _comment_above(lines, first_code + 1) if first_code and lines[0].lstrip().startswith("#") else ""
+    # the file's own comment: the lines of `#` it starts with, up to the first blank line or code
+    header = next((i for i, l in enumerate(lines) if not l.lstrip().startswith("#")), len(lines))
+    file.doc = _comment_above(lines, header + 1)
     seen = {}
     for item in items:
         if isinstance(item, (ast.BlockDef, ast.LayerDef, ast.FnDef, ast.ModelDef)):

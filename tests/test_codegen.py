@@ -661,3 +661,9 @@ block Net() {
 model net = Net() input [4, 8, 8]
 """)
     assert "def __init__(self, in_channels: int, out: int, kernel=1, padding=0) -> None:" in source
+
+
+def test_the_modules_docstring_is_the_files_opening_comment_not_the_first_blocks():
+    source = compile_text("# A file about nets.\n\n# The net.\nblock Net() {\n    return x\n}\nmodel net = Net() input [3, 4, 4]\n")
+    module = ast.get_docstring(ast.parse(source))
+    assert module.endswith("\n\nA file about nets.") and "The net." not in module
