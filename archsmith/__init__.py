@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from .errors import SpecError
 
-__all__ = ["SpecError", "compile", "build", "create_model", "list_models"]
+__all__ = ["SpecError", "compile", "build", "create_model", "deploy", "list_models"]
 __version__ = "0.1.0"
 
 
-def compile(spec: str, model: str = None, input_shape=None, **params) -> str:  # noqa: A001 - the public name
+def compile(spec: str, model: str = None, input_shape=None, deploy: bool = False, **params) -> str:  # noqa: A001
     """Python source for the models in `spec` (a path, .arch text or a bundled model's name).
 
     `model` picks one model of the file (default: all of them); `input_shape` replaces the declared
     input, e.g. ``[1, 28, 28]``; `params` override the parameters of the model's top block, e.g.
-    ``num_classes=10``. Raises SpecError for any mistake in the spec."""
+    ``num_classes=10``; `deploy=True` writes the inference networks instead (see `deploy`). Raises
+    SpecError for any mistake in the spec."""
     from .compiler import to_python
-    return to_python(spec, model, input_shape, **params)
+    return to_python(spec, model, input_shape, deploy=deploy, **params)
 
 
 def build(spec: str, model: str = None, input_shape=None, **params):
@@ -35,7 +36,34 @@ def build(spec: str, model: str = None, input_shape=None, **params):
         raise ValueError(f"the spec defines several models ({names}); pass model= to pick one")
     gen = emit(models)
     module = load(gen.source)  # our generated source, as a module importable by name
-    return getattr(module, gen.factory_names[models[0].name])()
+    instance = getattr(module, gen.factory_names[models[0].name])()
+    instance._archsmith_origin = (spec, models[0].name, input_shape, params)  # what `deploy` compiles
+    return instance
+
+
+def deploy(model, spec: str = None, model_name: str = None, input_shape=None, **params):
+    """The inference network of a trained `model`: the same eval-mode function in fewer ops, with each
+    batchnorm folded into the conv or linear layer before it, summed parallel convs of one input (and
+    the input itself, RepVGG's branches) merged into one conv, and dropout and drop-path removed.
+
+    A model made by `create_model` or `build` knows its spec; for one built from a generated class
+    directly, pass what `build` would take: `deploy(model, "net.arch", "net", num_classes=10)`. The
+    result is in eval mode, on the model's device, with its dtype."""
+    from .compiler import elaborate_models
+    from .backends.inference import deployed_class_name, generate_deployed
+    from .generated import load
+    if spec is None:
+        origin = getattr(model, "_archsmith_origin", None)
+        if origin is None:
+            raise ValueError("this model was not made by archsmith.build or create_model: pass its spec, "
+                             "e.g. deploy(model, 'net.arch', model_name='net', num_classes=10)")
+        spec, model_name, input_shape, params = origin
+    models = elaborate_models(spec, model_name, input_shape, **params)
+    if len(models) != 1:
+        names = ", ".join(m.name for m in models)
+        raise ValueError(f"the spec defines several models ({names}); pass model_name= to pick one")
+    module = load(generate_deployed(models))
+    return getattr(module, deployed_class_name(models[0].name)).from_trained(model.state_dict())
 
 
 def create_model(name: str, input_shape=None, **params):

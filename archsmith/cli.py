@@ -29,6 +29,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
     p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
     p.add_argument("-o", "--output", help="write here instead of standard output")
+    p.add_argument("--deploy", action="store_true",
+                   help="emit the inference network instead: batchnorms folded, parallel convs merged, dropout "
+                        "and drop-path removed; build it with <Class>.from_trained(state_dict)")
 
     p = sub.add_parser("diagram", help="draw a model with Graphviz")
     p.add_argument("spec", help="a .arch file or a bundled model name")
@@ -116,7 +119,7 @@ def _instances(inst):
 
 def _compile(args) -> int:
     from .compiler import to_python
-    source = to_python(args.spec, args.model, _shape(args.input), **_params(args.set))
+    source = to_python(args.spec, args.model, _shape(args.input), deploy=args.deploy, **_params(args.set))
     if args.output:
         write_atomic(args.output, source)
     else:

@@ -73,9 +73,14 @@ def _elaborate(loader, file, name, input_shape, params) -> list:
     return models
 
 
-def to_python(spec: str, model=None, input_shape=None, **params) -> str:
+def to_python(spec: str, model=None, input_shape=None, deploy=False, **params) -> str:
+    """The generated source; with `deploy`, of the models' inference networks."""
+    models = elaborate_models(spec, model, input_shape, **params)
+    if deploy:
+        from .backends.inference import generate_deployed
+        return generate_deployed(models)
     from .backends.pytorch import generate
-    return generate(elaborate_models(spec, model, input_shape, **params))
+    return generate(models)
 
 
 def _no_model(file) -> SpecError:

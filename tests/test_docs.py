@@ -87,7 +87,7 @@ def test_generated_code_on_the_page_is_real_output(index, tmp_path):
     between = DOC[:DOC.index(snippet)].rsplit("```arch", 1)[-1].split("```", 1)[1]  # prose after the example
     model = re.search(r"--model (\w+)", between)
     params = dict(re.findall(r"archsmith\.compile\(.*?(\w+)=(\d+)\)", between)[-1:])
-    source = archsmith.compile(str(path), model.group(1) if model else None,
+    source = archsmith.compile(str(path), model.group(1) if model else None, deploy="--deploy" in between,
                                **{k: int(v) for k, v in params.items()}).splitlines()
     position = 0
     for line in snippet.splitlines():
