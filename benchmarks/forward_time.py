@@ -7,7 +7,6 @@ Prints median milliseconds per batch and the ratio generated / torchvision (1.00
 import argparse
 import statistics
 import sys
-import time
 import types
 
 sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
@@ -16,22 +15,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import archsmith  # noqa: E402
-
-
-def median_ms(model, x, repeat, warmup=3):
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        times = []
-        for _ in range(repeat):
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+from timing import median_ms  # noqa: E402
 
 
 def main():
