@@ -25,20 +25,52 @@ def compile(spec: str, model: str = None, input_shape=None, deploy: bool = False
     return to_python(spec, model, input_shape, deploy=deploy, **params)
 
 
-def build(spec: str, model: str = None, input_shape=None, **params):
-    """An instance of the module that `compile(spec, model, input_shape, **params)` defines."""
+def build(spec: str, model: str = None, input_shape=None, in_chans: int = None, **params):
+    """An instance of the module that `compile(spec, model, input_shape, **params)` defines;
+    `in_chans` replaces the input's channels only (timm's name)."""
     from .backends.pytorch import emit
     from .compiler import elaborate_models
     from .generated import load
-    models = elaborate_models(spec, model, input_shape, **params)
+    models = elaborate_models(spec, model, input_shape, input_channels=in_chans, **params)
     if len(models) != 1:
         names = ", ".join(m.name for m in models)
         raise ValueError(f"the spec defines several models ({names}); pass model= to pick one")
     gen = emit(models)
     module = load(gen.source)  # our generated source, as a module importable by name
     instance = getattr(module, gen.factory_names[models[0].name])()
-    instance._archsmith_origin = (spec, models[0].name, input_shape, params)  # what `deploy` compiles
+    instance._archsmith_origin = (spec, models[0].name, input_shape, dict(params, input_channels=in_chans))
     return instance
+
+
+def create_model(name: str, weights: str = None, model: str = None, input_shape=None, in_chans: int = None,
+                 **params):
+    """A model, as timm's `create_model`: a bundled one by its torchvision/timm name
+    (``create_model("resnet50", num_classes=10)``), or one of a spec file (``create_model("net.arch")``,
+    ``model="small"`` to pick one of several). Keyword arguments set the parameters of the model's
+    top block (``num_classes``, ``drop_path_rate``, ...); ``in_chans=1`` makes the stem take one
+    channel, ``input_shape=[1, 28, 28]`` replaces the whole input. ``weights`` loads a state_dict
+    (a torchvision or timm checkpoint of the same name loads unmodified) from a path, or from a URL
+    through torch.hub's cache (``https://...``, ``file:///...``)."""
+    import os
+    from .loader import list_bundled
+    is_file = name.endswith(".arch") or os.sep in name or os.path.isfile(name)
+    if not is_file and name not in list_bundled():
+        raise SpecError(f"no bundled model `{name}`", hint=_hint(name))
+    instance = build(name, model, input_shape=input_shape, in_chans=in_chans, **params)
+    if weights is not None:
+        instance.load_state_dict(_load_weights(weights))
+    return instance
+
+
+def _load_weights(weights: str) -> dict:
+    import torch
+    if "://" in weights:
+        state = torch.hub.load_state_dict_from_url(weights, map_location="cpu", check_hash=False)
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a training checkpoint
+        state = state["state_dict"]
+    return state
 
 
 def deploy(model, spec: str = None, model_name: str = None, input_shape=None, **params):
@@ -66,19 +98,15 @@ def deploy(model, spec: str = None, model_name: str = None, input_shape=None, **
     return getattr(module, deployed_class_name(models[0].name)).from_trained(model.state_dict())
 
 
-def create_model(name: str, input_shape=None, **params):
-    """A bundled model by its torchvision/timm name, e.g. ``create_model("resnet50", num_classes=10)``;
-    ``input_shape=[1, 224, 224]`` makes its stem take one channel."""
+def list_models(pattern: str = "*") -> list:
+    """Names of the bundled models matching a glob pattern (``"resnet*"``), sorted naturally: resnet18
+    before resnet101."""
+    import fnmatch
+    import re
     from .loader import list_bundled
-    if name not in list_bundled():
-        raise SpecError(f"no bundled model `{name}`", hint=_hint(name))
-    return build(name, input_shape=input_shape, **params)
-
-
-def list_models() -> list:
-    """Names of the bundled models, sorted."""
-    from .loader import list_bundled
-    return sorted(list_bundled())
+    def natural(name):
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return sorted(fnmatch.filter(list_bundled(), pattern), key=natural)
 
 
 def _hint(name):

@@ -11,11 +11,11 @@ from .loader import resolve_spec
 from .passes import check_inplace, validate
 
 
-def elaborate_models(spec: str, model=None, input_shape=None, **params) -> list:
+def elaborate_models(spec: str, model=None, input_shape=None, input_channels=None, **params) -> list:
     """Every model `compile` would emit, elaborated and validated. `input_shape` replaces the
-    declared one, e.g. [1, 28, 28] for a one-channel input."""
+    declared one, e.g. [1, 28, 28] for a one-channel input; `input_channels` its channels only."""
     loader, file, bundled = resolve_spec(spec)
-    return _elaborate(loader, file, model or bundled, input_shape, params)
+    return _elaborate(loader, file, model or bundled, input_shape, params, input_channels)
 
 
 def check(spec: str, model=None, input_shape=None, **params):
@@ -47,7 +47,7 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _elaborate(loader, file, name, input_shape, params) -> list:
+def _elaborate(loader, file, name, input_shape, params, input_channels=None) -> list:
     if name is not None:
         if name not in file.models:
             raise SpecError(f"no model `{name}` in {file.path}", hint=did_you_mean(name, file.models)
@@ -63,7 +63,7 @@ def _elaborate(loader, file, name, input_shape, params) -> list:
     models = []
     for d in defs:
         try:
-            m = elaborator.elaborate(d, params, input_shape)
+            m = elaborator.elaborate(d, params, input_shape, input_channels)
         except RecursionError:
             raise SpecError(f"`{d.name}` nests expressions or blocks too deeply to evaluate", d.span,
                             source=d.file.text) from None

@@ -33,7 +33,7 @@ def test_compile_with_overrides(tmp_path):
     result = run("compile", str(spec), "--set", "n=16")
     assert result.returncode == 0, result.stderr
     assert "nn.Conv2d(in_channels, n, kernel_size=3, padding=1)" in result.stdout
-    assert "return Net(n=16)" in result.stdout
+    assert "def net(*, n=16, **kwargs) -> Net:" in result.stdout and "return Net(n=n, **kwargs)" in result.stdout
 
 
 def test_error_is_located_and_no_file_is_written(tmp_path):

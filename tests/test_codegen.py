@@ -10,7 +10,7 @@ def test_source_size_does_not_grow_with_depth():
     r50, r152 = archsmith.compile("resnet50"), archsmith.compile("resnet152")
     assert len(r152.splitlines()) == len(r50.splitlines())
     assert "        self.layer3 = stage(kind.out_channels(planes=128), kind, 256, rates[2], stride=2, " in r152
-    assert "    return ResNet(Bottleneck, [3, 8, 36, 3])" in r152  # block and depths are arguments, as torchvision's
+    assert "    return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)" in r152  # block and depths are arguments, as torchvision's
     assert "    for i, rate in enumerate(rates):\n" in r152  # ... of a helper, as torchvision's `_make_layer`
 
 
@@ -44,7 +44,7 @@ def test_reads_like_torchvision():
             in source)
     assert "            identity = self.downsample(x)" in source
     assert "out = drop_path(out, self.drop_path_rate, self.training) + identity" in source
-    assert "def resnet18() -> ResNet:" in source
+    assert "def resnet18(**kwargs) -> ResNet:" in source
 
 
 def test_same_spec_same_bytes_across_hash_seeds():

@@ -301,9 +301,14 @@ class Generator:
             where = f"`{m.name}` of {_short(m.definition.span.path)}:{m.definition.span.line}, " \
                     f"for input {list(m.input_shape)}."
             name = self.factory_names[m.name]
-            body += ["", "", f"def {name}() -> {info.name}:"]
+            fixed, keywords = self._factory_args(m, info)
+            params = ["*"] + keywords if keywords else []
+            body += ["", "", f"def {name}({', '.join(params + ['**kwargs'])}) -> {info.name}:"]
+            where += f"\nKeyword arguments go to `{info.name}`: `{name}(num_classes=10)`." if "num_classes" in \
+                {sig.spec for sig in info.source.params} else f"\nKeyword arguments go to `{info.name}`."
             body += _docstring(m.definition.doc, where, "    ")
-            body.append(f"    return {info.name}({', '.join(self._factory_args(m, info))})")
+            passed = fixed + [f"{k.split('=')[0]}={k.split('=')[0]}" for k in keywords] + ["**kwargs"]
+            body.append(f"    return {info.name}({', '.join(passed)})")
         text = "\n".join(body)
         sources = ", ".join(sorted({_short(m.definition.span.path) for m in self.models}))
         docs = "\n\n".join(dict.fromkeys(m.definition.file.doc for m in self.models if m.definition.file.doc))
@@ -321,8 +326,10 @@ class Generator:
         head += ["from torch import Tensor, nn"] + torch_imports + [""]
         return "\n".join(head + body).rstrip() + "\n"
 
-    def _factory_args(self, m: Model, info: ClassInfo) -> list:
-        out = []
+    def _factory_args(self, m: Model, info: ClassInfo) -> tuple:
+        """The model's arguments to its root class: (those the factory fixes: required ones and lists or
+        classes, in the call; `name=value` of the other keywords, its own keyword parameters)."""
+        out, keywords = [], []
         for sig in info.source.params:
             value = m.input_shape[0] if sig.spec == "" else m.root.params[sig.spec]
             if isinstance(value, BlockRef):
@@ -333,8 +340,9 @@ class Generator:
             if sig.default is None:
                 out.append(source)
             elif source != sig.default:
-                out.append(f"{sig.name}={source}")
-        return out
+                scalar = isinstance(value, (int, float, str)) or value is None
+                (keywords if scalar else out).append(f"{sig.name}={source}")
+        return out, keywords
 
     def _classes_of(self, block):
         # the same definition, perhaps from another load of its file
