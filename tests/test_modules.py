@@ -33,10 +33,11 @@ def _check(m, x, script=True):
         torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="eager")(x), y)
 
 
-# The deepest models are their smaller siblings' classes at other depths (checked below): their own
-# minutes of scripting and compiling would test nothing more.
+# The deepest and widest models are their smaller siblings' classes at other depths and widths
+# (checked below): their own minutes of scripting and compiling would test nothing more.
 SAME_CLASSES = {"cifar_resnet1202": "cifar_resnet110", "preact_resnet1001": "preact_resnet164",
-                "resnest200e": "resnest101e", "resnest269e": "resnest101e"}
+                "resnest200e": "resnest101e", "resnest269e": "resnest101e",
+                **{f"repvgg_{v}": "repvgg_a0" for v in ("a1", "a2", "b0", "b1", "b2", "b2g4", "b3", "b3g4")}}
 # The smallest input a model takes where 64x64 is too small (Inception v3's auxiliary head needs 299).
 INPUT_SIZE = {"inception_v3": 299, "inception_v4": 75, "inception_resnet_v2": 75}
 
