@@ -73,6 +73,24 @@ def test_inference_networks_script_and_trace(name):
         torch.testing.assert_close(torch.fx.symbolic_trace(deployed)(x), expected)
 
 
+def test_repvgg_a0_deploys_as_timm_reparameterizes_it():
+    timm = pytest.importorskip("timm")
+    from timm.utils.model import reparameterize_model
+    reference = randomize(timm.create_model("repvgg_a0"))
+    model = archsmith.create_model("repvgg_a0")
+    model.load_state_dict(reference.state_dict())
+    deployed = archsmith.deploy(model.eval())
+    reparameterized = reparameterize_model(reference)
+    assert sum(p.numel() for p in deployed.parameters()) == 8_309_384
+    assert sum(p.numel() for p in reparameterized.parameters()) == 8_309_384
+    assert same_function(reparameterized, deployed, torch.randn(1, 3, 64, 64)) < 1e-4
+    # a plain stack: the stem and 2 + 4 + 14 + 1 blocks, one 3x3 conv each, then the classifier
+    convs = [m for m in deployed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 22 and {c.kernel_size for c in convs} == {(3, 3)}
+    assert [type(m).__name__ for m in deployed.modules() if not isinstance(m, (torch.nn.Conv2d, type(deployed.stages)))] \
+        == [type(deployed).__name__, "Linear"]
+
+
 def build(spec, **params):
     return randomize(archsmith.build(spec, **params))
 
