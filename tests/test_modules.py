@@ -33,10 +33,11 @@ def _check(m, x, script=True):
         torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="eager")(x), y)
 
 
-# The deepest models are their smaller siblings' classes at other depths (checked below): their own
-# minutes of scripting and compiling would test nothing more.
+# The deepest models are their smaller siblings' classes at other depths or scales (checked below):
+# their own minutes of scripting and compiling would test nothing more.
 SAME_CLASSES = {"cifar_resnet1202": "cifar_resnet110", "preact_resnet1001": "preact_resnet164",
-                "resnest200e": "resnest101e", "resnest269e": "resnest101e"}
+                "resnest200e": "resnest101e", "resnest269e": "resnest101e",
+                **{f"efficientnet_b{i}": "efficientnet_b0" for i in range(1, 8)}}
 # The smallest input a model takes where 64x64 is too small (Inception v3's auxiliary head needs 299).
 INPUT_SIZE = {"inception_v3": 299, "inception_v4": 75, "inception_resnet_v2": 75}
 
