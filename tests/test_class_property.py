@@ -149,7 +149,7 @@ def _model_def(block):
 
 
 @pytest.mark.parametrize("source", [s for s in SOURCES if s not in ("resnet.arch", "vgg.arch", "resnetv2.arch",
-                                                                  "wide_resnet.arch")])
+                                                                  "wide_resnet.arch", "efficientnet.arch")])
 def test_each_factory_builds_its_own_model(source):
     """A file's models may share classes; each factory still builds its own model (`wide()` is not
     `small()`)."""

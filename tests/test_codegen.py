@@ -667,3 +667,63 @@ def test_the_modules_docstring_is_the_files_opening_comment_not_the_first_blocks
     source = compile_text("# A file about nets.\n\n# The net.\nblock Net() {\n    return x\n}\nmodel net = Net() input [3, 4, 4]\n")
     module = ast.get_docstring(ast.parse(source))
     assert module.endswith("\n\nA file about nets.") and "The net." not in module
+
+
+def test_a_counter_the_blocks_of_nested_seqs_advance_is_set_once_before_the_outer_loop():
+    """torchvision's EfficientNet numbers its blocks across stages (`stage_block_id`) for their
+    stochastic depth: a counter set before a seq's loop and advanced in the seqs nested in it is one
+    variable of the whole loop, not set again for each stage (found writing efficientnet.arch)."""
+    spec = """
+block Unit(rate) {
+    return x | drop_path: drop_path(rate)
+}
+block Net(depths = [1, 2, 3], p = 0.6) {
+    x = x | features: seq {
+        k = 0
+        for n in depths {
+            seq {
+                for i in range(n) {
+                    Unit(p * k / sum(depths))
+                    k += 1
+                }
+            }
+        }
+    }
+    return x
+}
+model net = Net() input [4, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    assert "        k = 0\n" \
+           "        for n in depths:\n" \
+           "            layers = []\n" \
+           "            for i in range(n):\n" \
+           "                layers.append(Unit(p * k / sum(depths)))\n" \
+           "                k = k + 1\n" in source
+    net = _module(source, "Net")([2, 2])
+    assert [unit.drop_path.p for stage in net.features for unit in stage] == [0.6 * k / 4 for k in range(4)]
+
+
+def test_a_layer_parameter_of_a_block_no_instance_builds_is_written_for_its_default():
+    """A block whose activation is a parameter (`act = relu`), called only under an `if` no model
+    takes, is written for the default it would be called with, as where instances fix it."""
+    spec = """
+block Gate(act = relu) {
+    return x * (x | fc: conv2d(x.channels, 1) | act(inplace=true) | sigmoid)
+}
+block Net(gated = false) {
+    x = x | conv: conv2d(8, 3, padding=1)
+    if gated {
+        x = x | gate: Gate()
+    }
+    return x
+}
+model net = Net() input [3, 8, 8]
+"""
+    source = archsmith.compile(spec)
+    import torch
+    assert "Written for `act=relu`" in source
+    assert "        return x * torch.sigmoid(F.relu(self.fc(x), inplace=True))\n" in source
+    net = _module(source, "Net")(gated=True)
+    assert [k for k in net.state_dict() if k.endswith("weight")] == ["conv.weight", "gate.fc.weight"]
+    assert net(torch.randn(1, 3, 8, 8)).shape == (1, 8, 8, 8)

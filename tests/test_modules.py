@@ -33,11 +33,12 @@ def _check(m, x, script=True):
         torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="eager")(x), y)
 
 
-# The deepest and widest models are their smaller siblings' classes at other depths and widths
+# The deepest and widest models are their smaller siblings' classes at other depths, widths or scales
 # (checked below): their own minutes of scripting and compiling would test nothing more.
 SAME_CLASSES = {"cifar_resnet1202": "cifar_resnet110", "preact_resnet1001": "preact_resnet164",
                 "resnest200e": "resnest101e", "resnest269e": "resnest101e",
-                **{f"repvgg_{v}": "repvgg_a0" for v in ("a1", "a2", "b0", "b1", "b2", "b2g4", "b3", "b3g4")}}
+                **{f"repvgg_{v}": "repvgg_a0" for v in ("a1", "a2", "b0", "b1", "b2", "b2g4", "b3", "b3g4")},
+                **{f"efficientnet_b{i}": "efficientnet_b0" for i in range(1, 8)}}
 # The smallest input a model takes where 64x64 is too small (Inception v3's auxiliary head needs 299).
 INPUT_SIZE = {"inception_v3": 299, "inception_v4": 75, "inception_resnet_v2": 75}
 

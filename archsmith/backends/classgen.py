@@ -1525,6 +1525,9 @@ class Translator:
             target = value.value.defn
         elif isinstance(value, Dyn) and value.classes:
             return self.class_call(value, [(a.name, self.eval(a.value)) for a in c.args], name, x, seq)
+        elif value is not None and fname not in self.file.scope and fname not in PRIMITIVES:
+            # a layer parameter (`act = relu`) not yet fixed: fix it (a `dropout` parameter is a value)
+            raise Untranslatable(deps(value), "a layer chosen by a value known only at construction")
         elif fname in self.file.scope:
             target = self.file.scope[fname]
             if isinstance(target, ast.Assign):
@@ -1782,7 +1785,7 @@ class Translator:
         # what this loop's variables feed: a def's arguments may depend on the caller's loop (LOCAL)
         mark = frozenset({f"@loop{id(s)}"})
         var, loop_var = self.loop_target(s.var, it, mark=mark)
-        carried = sorted(n for n in _assigned(s.body) if n in self.env)
+        carried = sorted(n for n in _assigned(s.body, seqs=True) if n in self.env)
         dims = [i for i, d in enumerate(cur.shape) if not isinstance(d, Missing)]
         # first pass: every dimension in a variable, to see which ones the body changes
         names = set(self.ns.used), set(self.fns.used), dict(self.pynames), dict(self.stored)
@@ -1813,7 +1816,7 @@ class Translator:
         lines, end, _ = self._loop_pass(s, cur, seq, loop_var, changed, carried, it, mark)
         self.emit_init(f"for {var} in {self.loop_iterable(it, s.var)}:")
         self.init.extend(lines)
-        for n in carried + sorted(n for n in _assigned(s.body) if n not in carried):
+        for n in carried + sorted(n for n in _assigned(s.body, seqs=True) if n not in carried):
             self.env[n] = Dyn(self.pyname(n), deps=deps(it) | {LOCAL})
         shape = list(cur.shape)
         for i, name in changed.items():
@@ -2072,8 +2075,9 @@ def _returns(node) -> bool:
     return False
 
 
-def _assigned(body) -> set:
-    """Names assigned by statements (not in nested seqs)."""
+def _assigned(body, seqs: bool = False) -> set:
+    """Names assigned by statements; with `seqs`, also by the statements of the seqs nested among
+    them as children, which assign the same variables (a counter a stage's blocks advance)."""
     out = set()
     for s in body:
         if isinstance(s, ast.Assign):
@@ -2081,13 +2085,15 @@ def _assigned(body) -> set:
         elif isinstance(s, ast.Unpack):
             out |= target_names(s.targets)
         elif isinstance(s, ast.Training):
-            out |= _assigned(s.body)
+            out |= _assigned(s.body, seqs)
         elif isinstance(s, ast.If):
             for _, b in s.branches:
-                out |= _assigned(b)
-            out |= _assigned(s.orelse or [])
+                out |= _assigned(b, seqs)
+            out |= _assigned(s.orelse or [], seqs)
         elif isinstance(s, (ast.For, ast.Recompute)):
-            out |= _assigned(s.body)
+            out |= _assigned(s.body, seqs)
+        elif seqs and isinstance(s, ast.LayerStmt) and isinstance(s.item.target, ast.Seq):
+            out |= _assigned(s.item.target.body, seqs)
     return out
 
 
