@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import SpecError
 
-__all__ = ["SpecError", "compile", "build", "create_model", "deploy", "list_models"]
+__all__ = ["SpecError", "compile", "build", "create_model", "deploy", "list_models", "summary"]
 __version__ = "0.1.0"
 
 
@@ -31,14 +31,11 @@ def build(spec: str, model: str = None, input_shape=None, in_chans: int = None, 
     from .backends.pytorch import emit
     from .compiler import elaborate_models
     from .generated import load
-    models = elaborate_models(spec, model, input_shape, input_channels=in_chans, **params)
-    if len(models) != 1:
-        names = ", ".join(m.name for m in models)
-        raise ValueError(f"the spec defines several models ({names}); pass model= to pick one")
-    gen = emit(models)
+    chosen = _one_model(elaborate_models(spec, model, input_shape, input_channels=in_chans, **params))
+    gen = emit([chosen])
     module = load(gen.source)  # our generated source, as a module importable by name
-    instance = getattr(module, gen.factory_names[models[0].name])()
-    instance._archsmith_origin = (spec, models[0].name, input_shape, dict(params, input_channels=in_chans))
+    instance = getattr(module, gen.factory_names[chosen.name])()
+    instance._archsmith_origin = (spec, chosen.name, input_shape, dict(params, input_channels=in_chans))
     return instance
 
 
@@ -73,6 +70,17 @@ def _load_weights(weights: str) -> dict:
     return state
 
 
+def summary(spec: str, model: str = None, input_shape=None, depth: int = None, **params):
+    """A table of `spec`'s model, as torchinfo's but read from the graph, without torch: a row per op,
+    or with `depth`, per layer or block instance that many levels down (1: `layer1`, 2: `layer1.0`),
+    each with its output shape, parameters, MACs and activation memory; then the totals. `str()` of
+    the result is the table; `.params`, `.macs`, `.param_bytes`, `.activation_bytes` the totals;
+    `.rows` the rows; `.to_json()` all of it. Arguments as `build`'s."""
+    from .backends.summary import summarize
+    from .compiler import elaborate_models
+    return summarize(_one_model(elaborate_models(spec, model, input_shape, **params)), depth)
+
+
 def deploy(model, spec: str = None, model_name: str = None, input_shape=None, **params):
     """The inference network of a trained `model`: the same eval-mode function in fewer ops, with each
     batchnorm folded into the conv or linear layer before it, summed parallel convs of one input (and
@@ -90,12 +98,9 @@ def deploy(model, spec: str = None, model_name: str = None, input_shape=None, **
             raise ValueError("this model was not made by archsmith.build or create_model: pass its spec, "
                              "e.g. deploy(model, 'net.arch', model_name='net', num_classes=10)")
         spec, model_name, input_shape, params = origin
-    models = elaborate_models(spec, model_name, input_shape, **params)
-    if len(models) != 1:
-        names = ", ".join(m.name for m in models)
-        raise ValueError(f"the spec defines several models ({names}); pass model_name= to pick one")
-    module = load(generate_deployed(models))
-    return getattr(module, deployed_class_name(models[0].name)).from_trained(model.state_dict())
+    chosen = _one_model(elaborate_models(spec, model_name, input_shape, **params), "model_name")
+    module = load(generate_deployed([chosen]))
+    return getattr(module, deployed_class_name(chosen.name)).from_trained(model.state_dict())
 
 
 def list_models(pattern: str = "*") -> list:
@@ -107,6 +112,13 @@ def list_models(pattern: str = "*") -> list:
     def natural(name):
         return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
     return sorted(fnmatch.filter(list_bundled(), pattern), key=natural)
+
+
+def _one_model(models: list, argument: str = "model"):
+    if len(models) != 1:
+        names = ", ".join(m.name for m in models)
+        raise ValueError(f"the spec defines several models ({names}); pass {argument}= to pick one")
+    return models[0]
 
 
 def _hint(name):

@@ -85,33 +85,61 @@ def _as_tuple(shape):
 
 
 def _modules(graph: nx.DiGraph):
-    """(primitive, attrs, input shape) of each module, once however often it is applied."""
+    """(node, primitive, attrs, input shape) of each module's first application, once however often
+    it is applied."""
     seen = set()
     for n, data in graph.nodes(data=True):
         if data["op"] in ("input", "output") or data["module"] is None or data["module"] in seen:
             continue
         seen.add(data["module"])
-        in_shape = output_shape(graph, *data["inputs"][0]) if data["inputs"] else ()
-        yield primitive_of(data["op"]), data["attrs"], in_shape
+        yield n, primitive_of(data["op"]), data["attrs"], _input_shape(graph, data)
+
+
+def _input_shape(graph, data):
+    return output_shape(graph, *data["inputs"][0]) if data["inputs"] else ()
+
+
+def node_parameters(graph: nx.DiGraph) -> dict:
+    """Trainable parameters per node: those of the module it applies, at its first application only."""
+    counts = dict.fromkeys(graph.nodes, 0)
+    for n, prim, attrs, in_shape in _modules(graph):
+        counts[n] = sum(math.prod(shape) for shape, trainable in prim.state(attrs, in_shape).values() if trainable)
+    return counts
 
 
 def parameter_count(graph: nx.DiGraph) -> int:
     """Trainable parameters, counting each module once however often it is applied."""
-    return sum(math.prod(shape) for prim, attrs, in_shape in _modules(graph)
-               for shape, trainable in prim.state(attrs, in_shape).values() if trainable)
+    return sum(node_parameters(graph).values())
+
+
+def node_macs(graph: nx.DiGraph) -> dict:
+    """Multiply-accumulates of convolutions and linear layers per node, for one sample in eval mode
+    (0 for what runs only in training)."""
+    return {n: 0 if data["op"] in ("input", "output") or data.get("training")
+            else primitive_of(data["op"]).macs(data["attrs"], _input_shape(graph, data), data["shape"])
+            for n, data in graph.nodes(data=True)}
 
 
 def mac_count(graph: nx.DiGraph) -> int:
-    """Multiply-accumulates of convolutions and linear layers for one sample, in eval mode (without
-    what runs only in training)."""
-    total = 0
+    """Multiply-accumulates of convolutions and linear layers for one sample, in eval mode."""
+    return sum(node_macs(graph).values())
+
+
+def node_activation_bytes(graph: nx.DiGraph, bytes_per_value: int = 4) -> dict:
+    """Bytes of the tensors each node makes for one sample in an eval forward pass: 0 for views,
+    in-place ops and ops that may return their input (`ALIASING`), free parameters (which are not
+    activations) and what runs only in training."""
+    sizes = {}
     for n, data in graph.nodes(data=True):
-        if data["op"] not in ("input", "output") and not data.get("training"):
-            in_shape = output_shape(graph, *data["inputs"][0]) if data["inputs"] else ()
-            total += primitive_of(data["op"]).macs(data["attrs"], in_shape, data["shape"])
-    return total
+        if (data["op"] in ("input", "output", "parameter") or data["op"] in ALIASING or data["attrs"].get("inplace")
+                or data.get("training")):
+            sizes[n] = 0
+        else:
+            shapes = data["shape"] if isinstance(data["shape"], list) else [data["shape"]]
+            sizes[n] = bytes_per_value * sum(math.prod(shape) for shape in shapes)
+    return sizes
 
 
 def state_dict_size(graph: nx.DiGraph) -> int:
     """Entries the generated module's state_dict will have."""
-    return sum(len(prim.state(attrs, in_shape)) for prim, attrs, in_shape in _modules(graph))
+    return sum(len(prim.state(attrs, in_shape)) for _, prim, attrs, in_shape in _modules(graph))
