@@ -1,37 +1,49 @@
-"""The `archsmith` command. Spec errors are printed as `file:line:col: error: ...`, never as tracebacks.
-`check`, `compile`, `diagram` and `build` do not import torch."""
+"""The `archsmith` command. Spec errors are printed as `file:line:col: error: ...`, never as tracebacks;
+a mistake in the command line, with the subcommand's usage. `check`, `compile`, `summary`, `diagram`,
+`list` and `build` do not import torch."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from . import __version__, terminal
 from .errors import SpecError
+from .files import write_atomic
+from .loader import SpecText
+
+
+class UsageError(Exception):
+    """A mistake in the command line rather than in a spec."""
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="archsmith", description="Compile .arch architecture specs to PyTorch.")
+    parser.add_argument("--version", action="version", version=f"archsmith {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check", help="parse, elaborate and shape-check a spec")
-    p.add_argument("spec", help="a .arch file or a bundled model name")
-    p.add_argument("--model", help="only this model of the file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
-    p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
+    p = sub.add_parser("check", help="parse, elaborate and shape-check specs")
+    _spec_arguments(p)
     p.add_argument("--show-params", action="store_true",
                    help="print each block instance's path, block and resolved parameters")
 
     p = sub.add_parser("compile", help="emit PyTorch source")
-    p.add_argument("spec", help="a .arch file or a bundled model name")
-    p.add_argument("--model", help="only this model of the file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
-    p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
-    p.add_argument("-o", "--output", help="write here instead of standard output")
+    _spec_arguments(p)
+    p.add_argument("-o", "--output", help="write here instead of standard output; with several specs, a directory "
+                                          "to write SPEC.py for each")
     p.add_argument("--deploy", action="store_true",
                    help="emit the inference network instead: batchnorms folded, parallel convs merged, dropout "
                         "and drop-path removed; build it with <Class>.from_trained(state_dict)")
+
+    p = sub.add_parser("summary", help="a table of a model's ops or blocks: output shapes, parameters, MACs and "
+                                       "activation memory, then the totals")
+    _spec_arguments(p)
+    p.add_argument("--depth", type=_depth, metavar="N",
+                   help="a row per layer or block instance N levels down (1: layer1, 2: layer1.0) instead of per op")
+    p.add_argument("--json", action="store_true",
+                   help='print {"params": ..., "macs": ..., "nodes": [...]}, one line per model')
 
     p = sub.add_parser("diagram", help="draw a model with Graphviz")
     p.add_argument("spec", help="a .arch file or a bundled model name")
@@ -41,7 +53,9 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True, help="output file: .svg, .png, .pdf or .dot")
     p.add_argument("--expand", action="store_true", help="also draw the inside of each distinct block")
 
-    sub.add_parser("list", help="list the bundled models")
+    p = sub.add_parser("list", help="list the bundled models with their family, parameters and GMACs")
+    p.add_argument("pattern", nargs="?", default="*", help="only the names matching this glob, e.g. 'resnet*'")
+    p.add_argument("--json", action="store_true", help="print a JSON list of the models and their figures")
     sub.add_parser("primitives", help="print the table of primitives (markdown)")
 
     p = sub.add_parser("build", help="compile every bundled spec: modules, diagrams and a summary")
@@ -51,12 +65,46 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
+    except UsageError as e:
+        sub.choices[args.command].error(str(e))  # its usage, then the message; exits with status 2
     except SpecError as e:
-        print(e.render(), file=sys.stderr)
+        _report(e)
         return 1
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail
+        return 0
     except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(terminal.diagnostic(f"error: {e}", sys.stderr), file=sys.stderr)
         return 1
+
+
+def _spec_arguments(p) -> None:
+    """The arguments of the commands that take any number of specs and elaborate their models."""
+    p.add_argument("spec", nargs="+", help="a .arch file, a bundled model's name, or - for standard input")
+    p.add_argument("--model", help="only this model of each file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
+    p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
+
+
+def _report(error: SpecError) -> None:
+    print(terminal.diagnostic(error.render(), sys.stderr), file=sys.stderr)
+
+
+def _each_spec(args, work) -> int:
+    """`work(spec)` for every spec on the command line, `-` read from standard input; a spec's error
+    is reported and the next one goes on, as a compiler does with files. Status 1 if any failed."""
+    stdin = None
+    failed = False
+    for spec in args.spec:
+        if spec == "-":
+            stdin = stdin or SpecText(sys.stdin.read(), "<stdin>")
+            spec = stdin
+        try:
+            work(spec)
+        except SpecError as e:
+            _report(e)
+            failed = True
+    return int(failed)
 
 
 def _params(pairs) -> dict:
@@ -64,7 +112,7 @@ def _params(pairs) -> dict:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.isidentifier():
-            raise SpecError(f"--set takes KEY=VALUE, got `{pair}`")
+            raise UsageError(f"--set takes KEY=VALUE, got `{pair}`")
         out[key] = _value(text)
     return out
 
@@ -75,7 +123,13 @@ def _shape(text):
     try:
         return [int(d) for d in text.split(",")]
     except ValueError:
-        raise SpecError(f"--input takes sizes separated by commas, like 3,224,224, not `{text}`") from None
+        raise UsageError(f"--input takes sizes separated by commas, like 3,224,224, not `{text}`") from None
+
+
+def _depth(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"takes a number of levels, 0 or more, not `{text}`")
+    return int(text)
 
 
 def _value(text: str):
@@ -84,25 +138,28 @@ def _value(text: str):
     try:
         return evaluate(text)
     except SpecError:
-        raise SpecError(f"--set value `{text}` is not a number, bool, string or list") from None
+        raise UsageError(f"--set value `{text}` is not a number, bool, string or list") from None
 
 
 def _check(args) -> int:
     from .compiler import Library, check
     from .evaluate import spec_literal
     from .passes import parameter_count
-    checked = check(args.spec, args.model, _shape(args.input), **_params(args.set))
-    if isinstance(checked, Library):
-        print(checked.summary())
-        return 0
-    for m in checked:
-        print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
-              f"{parameter_count(m.graph):,} parameters")
-        if args.show_params:
-            for inst in _instances(m.root):
-                params = ", ".join(f"{k}={spec_literal(v)}" for k, v in inst.params.items())
-                print(f"  {inst.path or '(root)'}: {inst.block.name}({params})")
-    return 0
+    shape, params = _shape(args.input), _params(args.set)
+
+    def check_one(spec):
+        checked = check(spec, args.model, shape, **params)
+        if isinstance(checked, Library):
+            print(checked.summary())
+            return
+        for m in checked:
+            print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
+                  f"{parameter_count(m.graph):,} parameters")
+            if args.show_params:
+                for inst in _instances(m.root):
+                    params_text = ", ".join(f"{k}={spec_literal(v)}" for k, v in inst.params.items())
+                    print(f"  {inst.path or '(root)'}: {inst.block.name}({params_text})")
+    return _each_spec(args, check_one)
 
 
 def _instances(inst):
@@ -119,12 +176,51 @@ def _instances(inst):
 
 def _compile(args) -> int:
     from .compiler import to_python
-    source = to_python(args.spec, args.model, _shape(args.input), deploy=args.deploy, **_params(args.set))
-    if args.output:
-        write_atomic(args.output, source)
-    else:
-        sys.stdout.write(source)
-    return 0
+    shape, params = _shape(args.input), _params(args.set)
+    several = len(args.spec) > 1
+    if several:
+        if not args.output:
+            raise UsageError("several specs need -o DIRECTORY, to write one module for each")
+        stems = [_stem(spec) for spec in args.spec]
+        twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+        if twice:
+            raise UsageError(f"two specs would both be written to {twice[0]}.py; compile them one at a time")
+
+    def compile_one(spec):
+        source = to_python(spec, args.model, shape, deploy=args.deploy, **params)
+        if several:
+            write_atomic(str(Path(args.output) / f"{_stem(spec)}.py"), source)
+        elif args.output:
+            write_atomic(args.output, source)
+        else:
+            sys.stdout.write(source)
+    return _each_spec(args, compile_one)
+
+
+def _stem(spec) -> str:
+    """The name of a spec's module: its file's, or the bundled model's; `stdin` for `-`."""
+    return "stdin" if isinstance(spec, SpecText) or spec == "-" else Path(spec).stem
+
+
+def _summary(args) -> int:
+    from .backends.summary import summarize
+    from .compiler import elaborate_models
+    shape, params = _shape(args.input), _params(args.set)
+    shown = []  # the tables printed so far, to put a blank line between two
+
+    def summarize_one(spec):
+        for model in elaborate_models(spec, args.model, shape, **params):
+            summary = summarize(model, args.depth)
+            if args.json:
+                print(summary.to_json())
+            else:
+                print(("\n" if shown else "") + summary.table(heading=_bold_on_stdout))
+                shown.append(summary)
+    return _each_spec(args, summarize_one)
+
+
+def _bold_on_stdout(text: str) -> str:
+    return terminal.paint(text, "bold", sys.stdout)
 
 
 def _diagram(args) -> int:
@@ -151,25 +247,26 @@ def render(graph, output: str) -> None:
     write_atomic(output, data)
 
 
-def write_atomic(path: str, data) -> None:
-    """Write via a temporary file and rename, so a failure never leaves a half-written file."""
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".archsmith-")
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _list(args) -> int:
-    from .loader import list_bundled
-    for name in sorted(list_bundled()):
-        print(name)
+    from . import list_models
+    from .catalog import bundled_figures
+    from .primitives import fmt_shape
+    names = list_models(args.pattern)
+    if not names:
+        raise SpecError(f"no bundled model matches `{args.pattern}`", hint="`archsmith list` lists them all")
+    figures = bundled_figures()
+    if args.json:
+        print(json.dumps([{"name": name, "family": figures[name]["family"], "input": figures[name]["input"],
+                           "params": figures[name]["params"], "macs": figures[name]["macs"]} for name in names]))
+        return 0
+    rows = [(name, figures[name]["family"], f"{figures[name]['params']:,}", f"{figures[name]['macs'] / 1e9:.3f}",
+             fmt_shape(figures[name]["input"])) for name in names]
+    head = ("model", "family", "parameters", "GMACs", "input")
+    widths = [max(len(row[i]) for row in [head] + rows) for i in range(len(head))]
+    for i, row in enumerate([head] + rows):
+        line = "  ".join(cell.rjust(w) if 2 <= j <= 3 else cell.ljust(w)
+                         for j, (cell, w) in enumerate(zip(row, widths))).rstrip()
+        print(_bold_on_stdout(line) if i == 0 else line)
     return 0
 
 
@@ -178,19 +275,26 @@ def _build(args) -> int:
     from .backends import summary
     from .backends.graphviz import diagram
     from .backends.pytorch import emit
-    from .compiler import elaborate_models
-    from .loader import list_bundled
+    from .compiler import bundled_models
+    from .loader import Loader, list_bundled
     out = Path(args.output)
     models, lines = [], {}
-    for name in list_bundled():
-        (model,) = elaborate_models(name)
-        gen = emit([model])
-        write_atomic(str(out / f"{name}.py"), gen.source)
-        lines[name] = gen.source.count("\n")
-        if not args.no_diagrams:
-            render(diagram(model, class_names=gen.labels()), str(out / f"{name}.svg"))
-        models.append(model)
-        print(f"{name}: {out / (name + '.py')}")
+    loader = Loader()  # each file read once, for the count and the models
+    progress = terminal.Progress(len(list_bundled(loader)))
+    try:
+        for done, (_, model) in enumerate(bundled_models(loader)):
+            name = model.name
+            progress.update(done, name)
+            gen = emit([model])
+            write_atomic(str(out / f"{name}.py"), gen.source)
+            lines[name] = gen.source.count("\n")
+            if not args.no_diagrams:
+                render(diagram(model, class_names=gen.labels()), str(out / f"{name}.svg"))
+            models.append(model)
+            progress.clear()
+            print(f"{name}: {out / (name + '.py')}")
+    finally:
+        progress.clear()
     write_atomic(str(out / "summary.md"), summary.markdown(summary.rows(models, lines)))
     print(f"summary: {out / 'summary.md'}")
     return 0
@@ -202,5 +306,5 @@ def _primitives(args) -> int:
     return 0
 
 
-_COMMANDS = {"check": _check, "compile": _compile, "diagram": _diagram, "list": _list, "primitives": _primitives,
-             "build": _build}
+_COMMANDS = {"check": _check, "compile": _compile, "summary": _summary, "diagram": _diagram, "list": _list,
+             "primitives": _primitives, "build": _build}

@@ -7,7 +7,7 @@ from . import ast
 from .elaborate import Elaborator
 from .errors import SpecError, did_you_mean
 from .evaluate import Evaluator
-from .loader import resolve_spec
+from .loader import Loader, bundled_dir, resolve_spec
 from .passes import check_inplace, validate
 
 
@@ -16,6 +16,17 @@ def elaborate_models(spec: str, model=None, input_shape=None, input_channels=Non
     declared one, e.g. [1, 28, 28] for a one-channel input; `input_channels` its channels only."""
     loader, file, bundled = resolve_spec(spec)
     return _elaborate(loader, file, model or bundled, input_shape, params, input_channels)
+
+
+def bundled_models(loader: Loader = None):
+    """(family, model) for every bundled model, elaborated, in the order of `list_bundled`; the family
+    is the name of its spec file. One loader reads each file once."""
+    loader = loader or Loader()
+    for path in sorted(bundled_dir().glob("*.arch")):
+        file = loader.load_path(path)
+        if file.models:
+            for model in _elaborate(loader, file, None, None, {}):
+                yield path.stem, model
 
 
 def check(spec: str, model=None, input_shape=None, **params):

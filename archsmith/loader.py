@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -111,9 +112,19 @@ def _own_definitions(file: ast.SourceFile) -> dict:
     return out
 
 
-def resolve_spec(spec: str, loader: Optional[Loader] = None):
-    """A path, .arch text or the name of a bundled model -> (loader, file, model name or None)."""
+@dataclass(frozen=True)
+class SpecText:
+    """A spec's text under the name its errors give it, such as `<stdin>`; its imports are looked up
+    beside the working directory."""
+    text: str
+    name: str
+
+
+def resolve_spec(spec, loader: Optional[Loader] = None):
+    """A path, .arch text, a `SpecText` or the name of a bundled model -> (loader, file, model name or None)."""
     loader = loader or Loader()
+    if isinstance(spec, SpecText):
+        return loader, loader.load_text(spec.text, spec.name), None
     if _is_file(spec):  # an existing file wins, whatever its name holds
         return loader, loader.load_path(spec), None
     if "\n" in spec or "{" in spec:

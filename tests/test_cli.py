@@ -52,7 +52,7 @@ def test_error_is_located_and_no_file_is_written(tmp_path):
 def test_list_names_the_bundled_models():
     result = run("list")
     assert result.returncode == 0
-    names = result.stdout.split()
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
     assert {"resnet18", "resnet152", "vgg11", "vgg19_bn", "resnext50_32x4d", "cifar_resnet110", "resnest269e",
             "resnetv2_50", "preact_resnet1001", "wide_resnet50_2", "wrn28_10"} <= set(names)
     assert len(names) == len(set(names)) == len(archsmith.list_models())
