@@ -62,7 +62,9 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default="build", help="output directory (default: build)")
     p.add_argument("--no-diagrams", action="store_true", help="skip rendering diagrams")
 
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would print the top-level usage for these
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return _COMMANDS[args.command](args)
     except UsageError as e:
@@ -281,10 +283,10 @@ def _build(args) -> int:
     models, lines = [], {}
     loader = Loader()  # each file read once, for the count and the models
     progress = terminal.Progress(len(list_bundled(loader)))
+    progress.update(0)
     try:
-        for done, (_, model) in enumerate(bundled_models(loader)):
+        for done, (_, model) in enumerate(bundled_models(loader), 1):
             name = model.name
-            progress.update(done, name)
             gen = emit([model])
             write_atomic(str(out / f"{name}.py"), gen.source)
             lines[name] = gen.source.count("\n")
@@ -293,6 +295,7 @@ def _build(args) -> int:
             models.append(model)
             progress.clear()
             print(f"{name}: {out / (name + '.py')}")
+            progress.update(done, name)
     finally:
         progress.clear()
     write_atomic(str(out / "summary.md"), summary.markdown(summary.rows(models, lines)))

@@ -49,11 +49,12 @@ class Progress:
         self.stream = stream or sys.stderr
         self.shown = self.stream.isatty()
 
-    def update(self, done: int, label: str) -> None:
+    def update(self, done: int, label: str = "") -> None:
+        """Show `done` of the items finished, the last of them `label`."""
         if self.shown:
             filled = self.WIDTH * done // max(self.total, 1)
             bar = "#" * filled + "." * (self.WIDTH - filled)
-            self.stream.write(f"\r[{bar}] {done}/{self.total} {label}\x1b[K")
+            self.stream.write(f"\r[{bar}] {done}/{self.total} {label}".rstrip() + "\x1b[K")
             self.stream.flush()
 
     def clear(self) -> None:
