@@ -3,6 +3,7 @@ parameters and the published MACs, each layer's row is that submodule's paramete
 activation memory is what a forward pass allocates."""
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,9 @@ def test_activations_are_what_a_forward_pass_allocates(name):
     with torch.no_grad(), _Allocations(known) as allocations:
         built(x)
     assert archsmith.summary(spec).activation_bytes == allocations.bytes
+
+
+def test_the_readme_shows_the_real_table():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = re.search(r"\$ archsmith summary (\S+) --depth (\d)\n(.*?)```", readme, re.S)
+    assert str(archsmith.summary(shown.group(1), depth=int(shown.group(2)))) + "\n" == shown.group(3)
