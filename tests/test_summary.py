@@ -55,17 +55,17 @@ def test_rows_partition_the_model_at_every_depth(model):
         assert sum(r.macs for r in summary.rows) == summary.macs == per_node.macs
         assert sum(r.activation_bytes for r in summary.rows) == summary.activation_bytes
     assert [(r.name, r.kind, r.op) for r in depths[0].rows] == [("", "block", model.root.block.name)]
+    modules = {d["module"] for _, d in model.graph.nodes(data=True) if d["module"]}
     for depth, (coarse, fine) in enumerate(zip(depths, depths[1:])):
         for row in coarse.rows:
+            assert (row.name in modules) == (row.kind == "layer"), row  # the rest are blocks, seqs and ops
             assert len(_parts(row.name)) < depth if row.kind == "op" else len(_parts(row.name)) <= depth
             if row.kind != "op" and len(_parts(row.name)) == depth:  # a cut: the next depth splits it
                 inside = [r for r in fine.rows if _parts(r.name)[:depth] == _parts(row.name)]
                 assert sum(r.params for r in inside) == row.params, row
                 assert sum(r.macs for r in inside) == row.macs, row
                 assert sum(r.activation_bytes for r in inside) == row.activation_bytes, row
-    deepest = depths[-1]
-    assert len({r.name for r in deepest.rows if r.kind == "layer"}) == len({d["module"] for _, d in
-                                                                             model.graph.nodes(data=True) if d["module"]})
+    assert {r.name for r in depths[-1].rows if r.kind == "layer"} == modules
 
 
 @pytest.mark.parametrize("name", ["resnet18", "googlenet", "efficientnet_b0", "tiny"])
