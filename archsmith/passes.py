@@ -85,20 +85,25 @@ def _as_tuple(shape):
 
 
 def _modules(graph: nx.DiGraph):
-    """(primitive, attrs, input shape) of each module, once however often it is applied."""
+    """(module path, primitive, attrs, input shape) of each module, once however often it is applied."""
     seen = set()
     for n, data in graph.nodes(data=True):
         if data["op"] in ("input", "output") or data["module"] is None or data["module"] in seen:
             continue
         seen.add(data["module"])
         in_shape = output_shape(graph, *data["inputs"][0]) if data["inputs"] else ()
-        yield primitive_of(data["op"]), data["attrs"], in_shape
+        yield data["module"], primitive_of(data["op"]), data["attrs"], in_shape
+
+
+def module_parameters(graph: nx.DiGraph) -> dict:
+    """Module path (a checkpoint key prefix) -> its trainable parameters, for each module with state."""
+    return {path: sum(math.prod(shape) for shape, trainable in prim.state(attrs, in_shape).values() if trainable)
+            for path, prim, attrs, in_shape in _modules(graph)}
 
 
 def parameter_count(graph: nx.DiGraph) -> int:
     """Trainable parameters, counting each module once however often it is applied."""
-    return sum(math.prod(shape) for prim, attrs, in_shape in _modules(graph)
-               for shape, trainable in prim.state(attrs, in_shape).values() if trainable)
+    return sum(module_parameters(graph).values())
 
 
 def mac_count(graph: nx.DiGraph) -> int:
@@ -114,4 +119,4 @@ def mac_count(graph: nx.DiGraph) -> int:
 
 def state_dict_size(graph: nx.DiGraph) -> int:
     """Entries the generated module's state_dict will have."""
-    return sum(len(prim.state(attrs, in_shape)) for prim, attrs, in_shape in _modules(graph))
+    return sum(len(prim.state(attrs, in_shape)) for _, prim, attrs, in_shape in _modules(graph))
