@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import SpecError
 
-__all__ = ["SpecError", "compile", "build", "create_model", "deploy", "list_models"]
+__all__ = ["SpecError", "compile", "build", "create_model", "deploy", "diagram", "list_models"]
 __version__ = "0.1.0"
 
 
@@ -32,9 +32,7 @@ def build(spec: str, model: str = None, input_shape=None, in_chans: int = None, 
     from .compiler import elaborate_models
     from .generated import load
     models = elaborate_models(spec, model, input_shape, input_channels=in_chans, **params)
-    if len(models) != 1:
-        names = ", ".join(m.name for m in models)
-        raise ValueError(f"the spec defines several models ({names}); pass model= to pick one")
+    _only_one(models, "model")
     gen = emit(models)
     module = load(gen.source)  # our generated source, as a module importable by name
     instance = getattr(module, gen.factory_names[models[0].name])()
@@ -91,11 +89,21 @@ def deploy(model, spec: str = None, model_name: str = None, input_shape=None, **
                              "e.g. deploy(model, 'net.arch', model_name='net', num_classes=10)")
         spec, model_name, input_shape, params = origin
     models = elaborate_models(spec, model_name, input_shape, **params)
-    if len(models) != 1:
-        names = ", ".join(m.name for m in models)
-        raise ValueError(f"the spec defines several models ({names}); pass model_name= to pick one")
+    _only_one(models, "model_name")
     module = load(generate_deployed(models))
     return getattr(module, deployed_class_name(models[0].name)).from_trained(model.state_dict())
+
+
+def diagram(spec: str, model: str = None, depth: int = 1, input_shape=None, **params):
+    """The Graphviz diagram of a model of `spec`: ``.source`` is its DOT text, ``.render("net.svg")``
+    writes it (.svg, .png, .pdf or .dot), and Jupyter shows it inline. `depth` is how many levels of
+    stages and blocks it opens (0: each stage one node; 1: their blocks; 2: the blocks' ops; ...);
+    `input_shape` and `params` as for `compile`. Needs no torch, and no Graphviz but to render."""
+    from .backends.graphviz import draw
+    from .compiler import elaborate_models
+    models = elaborate_models(spec, model, input_shape, **params)
+    _only_one(models, "model")
+    return draw(models[0], depth)
 
 
 def list_models(pattern: str = "*") -> list:
@@ -107,6 +115,12 @@ def list_models(pattern: str = "*") -> list:
     def natural(name):
         return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
     return sorted(fnmatch.filter(list_bundled(), pattern), key=natural)
+
+
+def _only_one(models: list, keyword: str) -> None:
+    if len(models) != 1:
+        names = ", ".join(m.name for m in models)
+        raise ValueError(f"the spec defines several models ({names}); pass {keyword}= to pick one")
 
 
 def _hint(name):
