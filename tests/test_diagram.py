@@ -40,7 +40,7 @@ def test_vgg_runs_of_conv_bn_relu_are_drawn_once_with_their_count():
 
 def test_resnet_stages_are_clusters_of_blocks_with_what_tells_them_apart():
     source = dot("resnet152")
-    assert len(clusters(source)) == 4 + 1  # layer1..layer4, and the legend
+    assert len(clusters(source)) == 4  # layer1..layer4
     assert "Bottleneck ×35<BR/>planes=256, stride=1<BR/>[1024, 14, 14] → [1024, 14, 14]<BR/>39.1M params" \
         in source
     assert source.count("Bottleneck + downsample<BR/>") == 4
@@ -84,6 +84,16 @@ def test_labels_say_each_thing_once():
     assert "Residual ×3" in source
 
 
+def test_a_chain_of_ops_is_one_node_before_or_after_its_layer():
+    resnet = dot("resnet50", depth=2)
+    assert "<B>downsample</B><BR/>conv 1x1, 512, /2 · batchnorm2d<BR/>132.1K params" in resnet  # a seq, not a cluster
+    dpn = dot("dpn92", depth=2)  # pre-activation: the node is named after its conv
+    assert "<B>c3x3_b</B><BR/>BnActConv<BR/>batchnorm2d · relu · conv 3x3, 96, groups 32<BR/>2.8K params" in dpn
+    inception = dot("inception_v3")  # a block of one conv, norm and activation is a node, never a cluster
+    assert "<B>Conv2d_1a_3x3</B><BR/>BasicConv2d<BR/>conv 3x3, 32, /2 · batchnorm2d · relu<BR/>928 params" in inception
+    assert "label=<avg pool 3>" in inception  # a stride of 1 goes unsaid
+
+
 def test_the_source_is_the_same_in_every_process():
     code = "import archsmith, sys; sys.stdout.write(archsmith.diagram('inception_v3', depth=2).source)"
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -94,7 +104,7 @@ def test_the_source_is_the_same_in_every_process():
 @needs_dot
 def test_svg_has_the_clusters_and_the_counts():
     svg = archsmith.diagram("resnet50")._repr_svg_()
-    assert svg.count('class="cluster"') == 5
+    assert svg.count('class="cluster"') == 4
     assert "Bottleneck" in svg and "×5" in svg and "[1024, 14, 14]" in svg
 
 

@@ -24,6 +24,7 @@ from ..primitives import PRIMITIVES, fmt_shape
 # ops drawn in the node of the layer before them: normalisations, activations, dropout
 _FOLLOWERS = {name for name, prim in PRIMITIVES.items() if prim.group in ("normalization", "activations")} | {
     "dropout", "drop_path"}
+_WEIGHTED = {"conv2d", "conv1d", "linear"}  # the layers a pre-activation chain ends with
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class _Unit:
     out_shape: tuple
     layer: Layer = None  # for "block", "seq" and "param"
     modules: list = field(default_factory=list)  # checkpoint paths of the layers whose parameters it has
+    prims: list = field(default_factory=list)  # "ops": the primitives' names
     inputs: list = field(default_factory=list)  # tensor keys read; none inside a seq, whose order says
     outputs: list = field(default_factory=list)
     members: list = field(default_factory=list)
@@ -160,9 +162,10 @@ class _Drawer:
         """A run drawn as one node, or opened into a cluster; returns the node giving its output."""
         if level <= self.depth and self.opens(run):
             with graph.subgraph(name=f"cluster_{next(self.ids)}") as c:
-                c.attr(label=f"<{'<BR/>'.join(self.lines(run, shapes=False))}>", style="rounded,dashed"
-                       if run.kind == "block" else "rounded", color="#8899bb", fontname="Helvetica", fontsize="11",
-                       labeljust="l")
+                # left-aligned lines keep the label clear of the edges coming in at the middle
+                label = "".join(f'{line}<BR ALIGN="LEFT"/>' for line in self.lines(run, shapes=False))
+                c.attr(label=f"<{label}>", style="rounded,dashed" if run.kind == "block" else "rounded",
+                       color="#8899bb", fontname="Helvetica", fontsize="11", labeljust="l")
                 if run.kind == "seq":
                     return self.seq(c, run.layer, incoming, level + 1)
                 inst = run.layer.instance
@@ -186,9 +189,7 @@ class _Drawer:
 
     def opens(self, run: _Unit) -> bool:
         """Whether the unit has more to show inside than its node says."""
-        if run.kind == "seq":
-            return bool(run.layer.children)
-        return run.kind == "block" and self.leaf_ops(run.layer.instance) is None
+        return run.kind in ("block", "seq") and self.leaf_ops(run) is None
 
     # ---------------------------------------------------------------- units
 
@@ -207,7 +208,7 @@ class _Drawer:
                 self.passthrough[step.outputs[0]] = self.source(step.inputs[0])
                 continue
             last = units[-1] if units else None
-            if (op in _FOLLOWERS and last is not None and last.kind == "ops" and len(step.inputs) == 1
+            if (last is not None and last.kind == "ops" and _takes(last.prims, op) and len(step.inputs) == 1
                     and self.source(step.inputs[0]) == last.outputs[-1] and readers[step.inputs[0]] == 1):
                 attrs = step.attrs if step.kind == "func" else step.layer.attrs
                 self.follow(last, step.layer, op, attrs, self.shape(step.outputs[0]))
@@ -216,7 +217,8 @@ class _Drawer:
             if step.kind == "func":
                 shape = self.shape(step.outputs[0])
                 unit = _Unit("merge" if op in _MERGES else "ops", "", [_describe(op, step.attrs, shape)] if
-                             op not in _MERGES else [op], self.shape(step.inputs[0]) if step.inputs else (), shape)
+                             op not in _MERGES else [op], self.shape(step.inputs[0]) if step.inputs else (), shape,
+                             prims=[op])
             else:
                 unit = self.layer_unit(step.layer)
             unit.inputs, unit.outputs = [self.source(k) for k in step.inputs], list(step.outputs)
@@ -230,7 +232,7 @@ class _Drawer:
         name = "" if first.name.isdigit() else first.name
         if first.kind == "prim":
             unit = _Unit("ops", name, [_describe(first.prim.name, first.attrs, first.out_shape)], first.in_shape,
-                         first.out_shape, modules=[first.path])
+                         first.out_shape, modules=[first.path], prims=[first.prim.name])
             for follower in group[1:]:
                 self.follow(unit, follower, follower.prim.name, follower.attrs, follower.out_shape)
             return unit
@@ -241,15 +243,22 @@ class _Drawer:
         return _Unit(first.kind, name, [], first.in_shape, first.out_shape, first, [first.path])
 
     def follow(self, unit: _Unit, layer, op: str, attrs: dict, shape) -> None:
+        if op not in _FOLLOWERS and layer is not None and not layer.name.isdigit():
+            unit.name = layer.name  # a pre-activation chain is named after its conv, not its norm
+        unit.prims.append(op)
         if not _does_nothing(op, attrs):
             unit.ops.append(_describe(op, attrs, shape))
         unit.out_shape = shape
         if layer is not None:
             unit.modules.append(layer.path)
 
-    def leaf_ops(self, inst: Instance):
-        """The ops of a block that is one chain of them (a conv with its norm and activation), else None."""
-        units = self.forward_units(inst)
+    def leaf_ops(self, unit: _Unit):
+        """The ops of a block or seq that is one chain of them (a conv with its norm and activation),
+        else None."""
+        if unit.kind == "block":
+            units = self.forward_units(unit.layer.instance)
+        else:
+            units = [self.layer_unit(group) for group in _followed(unit.layer.children)]
         if len(units) == 1 and units[0].kind == "ops":
             return units[0].ops
         return None
@@ -261,26 +270,22 @@ class _Drawer:
         first, last = run.members[0], run.members[-1]
         times = f" \u00d7{run.count}" if run.count > 1 else ""
         out = [f"<B>{html.escape(_name_range(first.name, last.name, run.count))}</B>"] if first.name else []
+        ops = first.ops if first.kind in ("ops", "param") else self.leaf_ops(first)
         if first.kind == "block":
             inst = first.layer.instance
             out.append(html.escape(self.block_kind(inst)) + times)
-            ops = self.leaf_ops(inst)
-            if ops is not None:
-                out.append(html.escape(_ops_line(ops)))
-                shapes = shapes and run.count > 1
-            else:
-                varying = [f"{k}={spec_literal(v)}" for k, v in inst.params.items()
-                           if k in self.varying.get(inst.block.name, ()) and len(spec_literal(v)) <= 16]
-                if varying:
-                    out.append(html.escape(", ".join(varying)))
-        elif first.kind == "seq":
-            if shapes:  # a node, not a cluster, which would draw what it holds
-                runs = _runs([self.layer_unit(c) for c in _followed(first.layer.children)], sequential=True)
-                out.append(html.escape(self.contents(runs)))
-        else:
-            if first.ops[0] == first.name:  # `relu: relu()` says relu once
+            varying = [f"{k}={spec_literal(v)}" for k, v in inst.params.items()
+                       if k in self.varying.get(inst.block.name, ()) and len(spec_literal(v)) <= 16]
+            if varying and ops is None:  # a chain of ops says more
+                out.append(html.escape(", ".join(varying)))
+        elif first.kind == "seq" and ops is None and shapes:  # a node, not a cluster, which draws it all
+            runs = _runs([self.layer_unit(c) for c in _followed(first.layer.children)], sequential=True)
+            out.append(html.escape(self.contents(runs)))
+        if ops is not None:
+            if ops == [first.name]:  # `relu: relu()` says relu once
                 out = []
-            out.append(html.escape(_ops_line(first.ops)) + (f" <B>{times.strip()}</B>" if times else ""))  # of all the ops
+            # a run of ops: the count is of all of them
+            out.append(html.escape(_ops_line(ops)) + (f" <B>{times.strip()}</B>" if times and first.kind != "block" else ""))
             shapes = shapes and run.count > 1
         if shapes:
             out.append(f"{fmt_shape(first.in_shape)} \u2192 {fmt_shape(last.out_shape)}")
@@ -323,19 +328,11 @@ class _Drawer:
         self.edges.setdefault((tail, head), []).append(tuple(shape))
 
     def draw_legend(self, g: Digraph) -> None:
-        with g.subgraph(name="cluster_legend") as c:
-            c.attr(label="legend", style="rounded", color="#bbbbbb", fontname="Helvetica", fontsize="10")
-            above = None
-            for style in self.legend.values():
-                sign = self.node(c, html.escape(style.symbol), shape=style.shape, fillcolor=style.fill,
-                                 **({"width": "0.3", "fixedsize": "true"} if style.shape == "circle" else {}))
-                text = self.node(c, html.escape(style.meaning), shape="plaintext", style="")
-                with c.subgraph() as row:
-                    row.attr(rank="same")
-                    row.edge(sign, text, style="invis")
-                if above is not None:
-                    c.edge(above, sign, style="invis")
-                above = sign
+        """One table of what was drawn: each symbol in its colour, and what it means."""
+        rows = "".join(f'<TR><TD BGCOLOR="{style.fill}" BORDER="1">{html.escape(style.symbol)}</TD>'
+                       f'<TD ALIGN="LEFT">{html.escape(style.meaning)}</TD></TR>' for style in self.legend.values())
+        g.node("legend", f'<<TABLE BORDER="1" COLOR="#bbbbbb" CELLBORDER="0" CELLSPACING="4" CELLPADDING="3">'
+                         f'<TR><TD COLSPAN="2"><B>legend</B></TD></TR>{rows}</TABLE>>', shape="plain", style="")
 
 
 def _runs(units: list, sequential: bool) -> list:
@@ -370,12 +367,22 @@ def _does_nothing(op: str, attrs: dict) -> bool:
     return op in ("dropout", "drop_path") and attrs.get("p") == 0
 
 
+def _takes(chain: list, op: str) -> bool:
+    """Whether `op` is drawn in one node with the chain of primitives before it: a norm, activation
+    or dropout after a layer (conv, bn, relu), or the layer after norms and activations (bn, relu,
+    conv: pre-activation)."""
+    if chain[0] in _FOLLOWERS:
+        return all(p in _FOLLOWERS for p in chain) and (op in _FOLLOWERS or op in _WEIGHTED)
+    return op in _FOLLOWERS
+
+
 def _followed(children: list) -> list:
-    """A seq's children, each primitive layer grouped with the followers after it."""
+    """A seq's children, each primitive layer grouped with the ops drawn in its node (`_takes`)."""
     groups = []
     for child in children:
         last = groups[-1] if groups else None
-        if child.kind == "prim" and child.prim.name in _FOLLOWERS and last and last[0].kind == "prim":
+        if child.kind == "prim" and last and last[0].kind == "prim" and \
+                _takes([layer.prim.name for layer in last], child.prim.name):
             last.append(child)
         else:
             groups.append([child])
