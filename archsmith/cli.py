@@ -101,22 +101,10 @@ def _check(args) -> int:
         print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
               f"{parameter_count(m.graph):,} parameters")
         if args.show_params:
-            for inst in _instances(m.root):
+            for inst in m.root.instances():
                 params = ", ".join(f"{k}={spec_literal(v)}" for k, v in inst.params.items())
                 print(f"  {inst.path or '(root)'}: {inst.block.name}({params})")
     return 0
-
-
-def _instances(inst):
-    """Every block instance under `inst`, in the order they were declared, `inst` first."""
-    yield inst
-    stack = list(reversed(inst.layers))
-    while stack:
-        layer = stack.pop()
-        if layer.kind == "block":
-            yield from _instances(layer.instance)
-        elif layer.kind == "seq":
-            stack.extend(reversed(layer.children))
 
 
 def _compile(args) -> int:

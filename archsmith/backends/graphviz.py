@@ -394,7 +394,7 @@ def _variation(root: Instance):
     instance of its block has (an `if`'s, `downsample`), and block name -> the parameters whose values
     differ between its instances."""
     by_block = {}
-    for inst in _instances(root):
+    for inst in root.instances():
         by_block.setdefault(inst.block.name, []).append(inst)
     extras, varying = {}, {}
     for name, insts in by_block.items():
@@ -411,17 +411,6 @@ def _variation(root: Instance):
 def _where(layer: Layer):
     span = layer.span
     return (span.path, span.line, span.column) if span is not None else layer.name
-
-
-def _instances(inst: Instance):
-    yield inst
-    stack = list(reversed(inst.layers))
-    while stack:
-        layer = stack.pop()
-        if layer.kind == "block":
-            yield from _instances(layer.instance)
-        elif layer.kind == "seq":
-            stack.extend(reversed(layer.children))
 
 
 def _ops_line(ops: list) -> str:
