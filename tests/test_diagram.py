@@ -55,6 +55,7 @@ def test_depth_chooses_how_far_the_model_opens():
     assert "<B>layer3</B><BR/>Bottleneck + downsample, Bottleneck ×5" in zero  # a stage as one node
     assert "conv 3x3, 256, /2 · batchnorm2d · relu" in two and "conv 3x3" not in one
     assert "label=<+>" in two and "label=<+>" not in one
+    assert "N identical in a row, drawn once" in two  # Bottleneck ×5, opened
     assert dot("resnet50", depth=5) == dot("resnet50", depth=3)  # nothing deeper to open
 
 
@@ -92,6 +93,12 @@ def test_a_chain_of_ops_is_one_node_before_or_after_its_layer():
     inception = dot("inception_v3")  # a block of one conv, norm and activation is a node, never a cluster
     assert "<B>Conv2d_1a_3x3</B><BR/>BasicConv2d<BR/>conv 3x3, 32, /2 · batchnorm2d · relu<BR/>928 params" in inception
     assert "label=<avg pool 3>" in inception  # a stride of 1 goes unsaid
+
+
+def test_auxiliary_heads_lead_to_what_training_returns():
+    source = dot("googlenet")
+    aux = re.search(r"(n\d+) \[label=<returned in training> [^]]*style=dashed", source).group(1)
+    assert len(re.findall(rf'-> {aux} \[label="\[1000\]"\]', source)) == 2  # aux1 and aux2, not the main output
 
 
 def test_the_source_is_the_same_in_every_process():

@@ -129,6 +129,13 @@ class _Drawer:
         last = self.forward(g, root, 1)
         end = self.node(g, f"output<BR/>{fmt_shape(self.model.output_shape)}", shape="oval", fillcolor="#ffffff")
         self.edge(last, end, self.model.output_shape)
+        if root.training_output is not None:  # auxiliary heads: where their outputs go
+            returned, _ = root.training_output
+            extra = [t for t in (returned if isinstance(returned, list) else [returned]) if t.key != root.output.key]
+            if extra:
+                aux = self.node(g, "returned in training", shape="oval", style="dashed")
+                for t in extra:
+                    self.edge(self.producer[self.source(t.key)], aux, t.shape)
         for (tail, head), shapes in self.edges.items():
             g.edge(tail, head, label=_edge_label(shapes))
         if self.legend:
@@ -160,6 +167,8 @@ class _Drawer:
 
     def unit(self, graph, run: _Unit, incoming: list, level: int) -> str:
         """A run drawn as one node, or opened into a cluster; returns the node giving its output."""
+        if run.count > 1:
+            self.legend[_RUN.symbol] = _RUN
         if level <= self.depth and self.opens(run):
             with graph.subgraph(name=f"cluster_{next(self.ids)}") as c:
                 # left-aligned lines keep the label clear of the edges coming in at the middle
@@ -179,8 +188,6 @@ class _Drawer:
             nid = self.node(graph, html.escape(style.symbol), shape=style.shape, fillcolor=style.fill,
                             **({"width": "0.3", "fixedsize": "true"} if style.shape == "circle" else {}))
         else:
-            if run.count > 1:
-                self.legend[_RUN.symbol] = _RUN
             nid = self.node(graph, "<BR/>".join(self.lines(run)), fillcolor=_FILLS[run.kind],
                             **({"shape": "note"} if run.kind == "param" else {}))
         for tail, shape in incoming:
