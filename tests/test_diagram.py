@@ -72,6 +72,11 @@ def test_merges_have_shapes_of_their_own_and_a_legend():
     assert re.search(r"label=<split> [^]]*shape=trapezium", split)
 
 
+def test_blocks_that_differ_in_a_rate_are_one_run_with_its_range():
+    source = dot("resnet50", drop_path_rate=0.1)  # timm's schedule: each block a higher rate
+    assert "Bottleneck ×5<BR/>planes=256, stride=1, drop_path_rate=0.0533…0.08<BR/>" in source
+
+
 def test_dense_layers_collapse_and_their_outputs_share_one_edge():
     source = dot("densenet121", depth=2)
     assert "<B>denselayer1–24</B><BR/>DenseLayer ×24" in source
@@ -91,7 +96,8 @@ def test_a_chain_of_ops_is_one_node_before_or_after_its_layer():
     dpn = dot("dpn92", depth=2)  # pre-activation: the node is named after its conv
     assert "<B>c3x3_b</B><BR/>BnActConv<BR/>batchnorm2d · relu · conv 3x3, 96, groups 32<BR/>2.8K params" in dpn
     inception = dot("inception_v3")  # a block of one conv, norm and activation is a node, never a cluster
-    assert "<B>Conv2d_1a_3x3</B><BR/>BasicConv2d<BR/>conv 3x3, 32, /2 · batchnorm2d · relu<BR/>928 params" in inception
+    assert ("<B>Conv2d_1a_3x3</B><BR/>BasicConv2d<BR/>conv 3x3, 32, /2 · batchnorm2d · relu<BR/>928 params"
+            in inception)
     assert "label=<avg pool 3>" in inception  # a stride of 1 goes unsaid
 
 

@@ -6,8 +6,9 @@ containers of the level before into clusters of what they hold, down to primitiv
 identical blocks (one block, with the same arguments and optional layers) and consecutive identical
 ops (VGG's conv, batch norm and ReLU) are drawn once, as "Name ×N". A convolution or linear layer
 is one node with the normalisation, activation and dropout right after it, as in the papers'
-figures. Merges (add, concat, gate) and splits have shapes of their own, explained in a legend.
-Building the DOT source needs no binary; rendering needs Graphviz's `dot`."""
+figures, or the normalisation and activation right before it (pre-activation). Merges (add,
+concat, gate) and splits have shapes of their own, explained in a legend. Building the DOT source
+needs no binary; rendering needs Graphviz's `dot`."""
 from __future__ import annotations
 
 import html
@@ -77,7 +78,8 @@ class Diagram:
 
 
 def draw(model: Model, depth: int = 1) -> Diagram:
-    """The diagram of `model`, its containers opened `depth` levels deep (1: its stages, their blocks one node each)."""
+    """The diagram of `model`, its containers opened `depth` levels deep (1: its stages, each block
+    in them one node)."""
     g = Digraph(model.name, graph_attr={"rankdir": "TB", "fontname": "Helvetica", "label": model.name,
                                         "labelloc": "t", "fontsize": "16", "nodesep": "0.3", "ranksep": "0.35"},
                 node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10",
@@ -281,18 +283,20 @@ class _Drawer:
         if first.kind == "block":
             inst = first.layer.instance
             out.append(html.escape(self.block_kind(inst)) + times)
-            varying = [f"{k}={spec_literal(v)}" for k, v in inst.params.items()
-                       if k in self.varying.get(inst.block.name, ()) and len(spec_literal(v)) <= 16]
+            varying = [f"{k}={_value_range([m.layer.instance.params[k] for m in run.members])}"
+                       for k in inst.params if k in self.varying.get(inst.block.name, ())]
+            varying = [text for text in varying if len(text) <= 30]  # a list or a table would not fit
             if varying and ops is None:  # a chain of ops says more
                 out.append(html.escape(", ".join(varying)))
         elif first.kind == "seq" and ops is None and shapes:  # a node, not a cluster, which draws it all
             runs = _runs([self.layer_unit(c) for c in _followed(first.layer.children)], sequential=True)
             out.append(html.escape(self.contents(runs)))
         if ops is not None:
-            if ops == [first.name]:  # `relu: relu()` says relu once
+            if first.kind == "ops" and ops == [first.name]:  # `relu: relu()` says relu once
                 out = []
-            # a run of ops: the count is of all of them
-            out.append(html.escape(_ops_line(ops)) + (f" <B>{times.strip()}</B>" if times and first.kind != "block" else ""))
+            # a run of chains: the count, in bold, is of the whole chain
+            count = f" <B>\u00d7{run.count}</B>" if run.count > 1 and first.kind != "block" else ""
+            out.append(html.escape(_ops_line(ops)) + count)
             shapes = shapes and run.count > 1
         if shapes:
             out.append(f"{fmt_shape(first.in_shape)} \u2192 {fmt_shape(last.out_shape)}")
@@ -364,8 +368,9 @@ def _identity(unit: _Unit):
         return tuple(unit.ops), tuple(unit.out_shape)
     if unit.kind == "block":
         inst = unit.layer.instance
-        return (inst.block.name, tuple((k, spec_literal(v)) for k, v in inst.params.items()),
-                tuple(layer.name for layer in inst.layers))
+        # a float may change block by block (timm's drop-path schedule): the label gives its range
+        fixed = tuple((k, spec_literal(v)) for k, v in inst.params.items() if not isinstance(v, float))
+        return inst.block.name, fixed, tuple(layer.name for layer in inst.layers)
     return None
 
 
@@ -418,6 +423,12 @@ def _variation(root: Instance):
 def _where(layer: Layer):
     span = layer.span
     return (span.path, span.line, span.column) if span is not None else layer.name
+
+
+def _value_range(values: list) -> str:
+    """`0.1` or, for a run whose blocks differ in a float, `0.0214…0.1`."""
+    first, last = (f"{v:.3g}" if isinstance(v, float) else spec_literal(v) for v in (values[0], values[-1]))
+    return first if first == last else f"{first}\u2026{last}"
 
 
 def _ops_line(ops: list) -> str:
