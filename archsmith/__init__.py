@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import SpecError
 
-__all__ = ["SpecError", "compile", "build", "create_model", "deploy", "list_models", "summary"]
+__all__ = ["SpecError", "compile", "build", "create_model", "deploy", "diagram", "list_models", "summary"]
 __version__ = "0.1.0"
 
 
@@ -101,6 +101,16 @@ def deploy(model, spec: str = None, model_name: str = None, input_shape=None, **
     chosen = _one_model(elaborate_models(spec, model_name, input_shape, **params), "model_name")
     module = load(generate_deployed([chosen]))
     return getattr(module, deployed_class_name(chosen.name)).from_trained(model.state_dict())
+
+
+def diagram(spec: str, model: str = None, depth: int = 1, input_shape=None, **params):
+    """The Graphviz diagram of a model of `spec`: ``.source`` is its DOT text, ``.render("net.svg")``
+    writes it (.svg, .png, .pdf or .dot), and Jupyter shows it inline. `depth` is how many levels of
+    stages and blocks it opens (0: each stage one node; 1: their blocks; 2: the blocks' ops; ...);
+    `input_shape` and `params` as for `compile`. Needs no torch, and no Graphviz but to render."""
+    from .backends.graphviz import draw
+    from .compiler import elaborate_models
+    return draw(_one_model(elaborate_models(spec, model, input_shape, **params)), depth)
 
 
 def list_models(pattern: str = "*") -> list:

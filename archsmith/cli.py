@@ -51,7 +51,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
     p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
     p.add_argument("-o", "--output", required=True, help="output file: .svg, .png, .pdf or .dot")
-    p.add_argument("--expand", action="store_true", help="also draw the inside of each distinct block")
+    p.add_argument("--depth", type=_depth, default=1, metavar="N",
+                   help="how many levels of stages and blocks to open: 0 draws each stage as one node, "
+                        "1 its blocks, 2 their ops, more the blocks inside blocks (default: 1)")
 
     p = sub.add_parser("list", help="list the bundled models with their family, parameters and GMACs")
     p.add_argument("pattern", nargs="?", default="*", help="only the names matching this glob, e.g. 'resnet*'")
@@ -158,22 +160,10 @@ def _check(args) -> int:
             print(f"{m.name}: ok, input {list(m.input_shape)} -> output {list(m.output_shape)}, "
                   f"{parameter_count(m.graph):,} parameters")
             if args.show_params:
-                for inst in _instances(m.root):
+                for inst in m.root.instances():
                     params_text = ", ".join(f"{k}={spec_literal(v)}" for k, v in inst.params.items())
                     print(f"  {inst.path or '(root)'}: {inst.block.name}({params_text})")
     return _each_spec(args, check_one)
-
-
-def _instances(inst):
-    """Every block instance under `inst`, in the order they were declared, `inst` first."""
-    yield inst
-    stack = list(reversed(inst.layers))
-    while stack:
-        layer = stack.pop()
-        if layer.kind == "block":
-            yield from _instances(layer.instance)
-        elif layer.kind == "seq":
-            stack.extend(reversed(layer.children))
 
 
 def _compile(args) -> int:
@@ -226,27 +216,40 @@ def _bold_on_stdout(text: str) -> str:
 
 
 def _diagram(args) -> int:
-    from .backends.graphviz import diagram
+    from .backends.graphviz import draw
     from .compiler import elaborate_models
+    _diagram_format(args.output)  # a wrong name fails before the work
     models = elaborate_models(args.spec, args.model, _shape(args.input), **_params(args.set))
     if len(models) != 1:
         raise SpecError(f"the spec defines {len(models)} models; pick one with --model")
-    render(diagram(models[0], expand=args.expand), args.output)
+    render(draw(models[0], args.depth), args.output)
     return 0
 
 
-def render(graph, output: str) -> None:
-    """Write a diagram; the format follows the extension. Nothing is left behind on failure."""
-    fmt = Path(output).suffix.lstrip(".") or "svg"
-    if fmt in ("dot", "gv"):
-        write_atomic(output, graph.source)
+def render(diagram, output: str) -> None:
+    """Write a diagram; the format follows the extension, in any case. Nothing is left behind on
+    failure; without Graphviz's `dot`, the DOT source is written beside `output` instead."""
+    fmt = _diagram_format(output)
+    if fmt == "dot":
+        write_atomic(output, diagram.source)
         return
     import graphviz
     try:
-        data = graph.pipe(format=fmt)
+        data = diagram.pipe(fmt)
     except graphviz.ExecutableNotFound:
-        raise OSError("Graphviz's `dot` is not installed (apt-get install graphviz); write a .dot file instead") from None
+        dot = str(Path(output).with_suffix(".dot"))
+        write_atomic(dot, diagram.source)
+        raise OSError(f"Graphviz's `dot` is not installed, so {output} was not drawn; wrote {dot} instead. "
+                      f"Install Graphviz (apt-get install graphviz, brew install graphviz) and run "
+                      f"`dot -T{fmt} {dot} -o {output}`") from None
     write_atomic(output, data)
+
+
+def _diagram_format(output: str) -> str:
+    fmt = Path(output).suffix.lstrip(".").lower()
+    if fmt not in ("svg", "png", "pdf", "dot"):
+        raise SpecError(f"cannot draw `{output}`: name a .svg, .png, .pdf or .dot file")
+    return fmt
 
 
 def _list(args) -> int:
@@ -275,7 +278,7 @@ def _list(args) -> int:
 def _build(args) -> int:
     """Compile every bundled model into `output`: <model>.py, <model>.svg and summary.md."""
     from .backends import summary
-    from .backends.graphviz import diagram
+    from .backends.graphviz import draw
     from .backends.pytorch import emit
     from .compiler import bundled_models
     from .loader import Loader, list_bundled
@@ -291,7 +294,7 @@ def _build(args) -> int:
             write_atomic(str(out / f"{name}.py"), gen.source)
             lines[name] = gen.source.count("\n")
             if not args.no_diagrams:
-                render(diagram(model, class_names=gen.labels()), str(out / f"{name}.svg"))
+                render(draw(model), str(out / f"{name}.svg"))
             models.append(model)
             progress.clear()
             print(f"{name}: {out / (name + '.py')}")

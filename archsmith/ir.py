@@ -97,6 +97,17 @@ class Instance:
     def input_keys(self) -> list:
         return [t.key for t in self.input] if self.listed else [self.input.key]
 
+    def instances(self):
+        """This instance and every block instance under it, in the order they were declared."""
+        yield self
+        stack = list(reversed(self.layers))
+        while stack:
+            layer = stack.pop()
+            if layer.kind == "block":
+                yield from layer.instance.instances()
+            elif layer.kind == "seq":
+                stack.extend(reversed(layer.children))
+
 
 @dataclass
 class Model:

@@ -107,6 +107,12 @@ def node_parameters(graph: nx.DiGraph) -> dict:
     return counts
 
 
+def module_parameters(graph: nx.DiGraph) -> dict:
+    """Module path (a checkpoint key prefix) -> its trainable parameters, for each module with state."""
+    counts = node_parameters(graph)
+    return {graph.nodes[n]["module"]: counts[n] for n, *_ in _modules(graph)}
+
+
 def parameter_count(graph: nx.DiGraph) -> int:
     """Trainable parameters, counting each module once however often it is applied."""
     return sum(node_parameters(graph).values())

@@ -260,18 +260,6 @@ class Generator:
                 info.name = names.create(wanted)
         self._names = names
 
-    def labels(self) -> dict:
-        """id(instance) -> the name of its class, with the optional layers it has:
-        `Bottleneck + downsample`."""
-        out = {}
-        for info in self.classes.values():
-            everywhere = set.intersection(*[{l.name for l in i.layers} for i in info.instances]) \
-                if info.instances else set()
-            for inst in info.instances:
-                extra = [l.name for l in inst.layers if l.name not in everywhere]
-                out[id(inst)] = " + ".join([info.name] + extra)
-        return out
-
     # ------------------------------------------------------------------ the module
 
     def _module_source(self) -> str:
@@ -588,8 +576,3 @@ def emit(models: list) -> Generator:
     gen = Generator(models)
     gen.generate()
     return gen
-
-
-def class_names(models: list) -> dict:
-    """id(instance) -> its class's label (see Generator.labels)."""
-    return emit(models).labels()
