@@ -49,6 +49,8 @@ class _Frame:
 
 
 class _Formatter:
+    """Writes the tokens of a parse tree line by line, with the comments and line breaks between them."""
+
     def __init__(self, text: str, tree: Tree):
         self.text = text
         self.tokens = []  # (token, the rule it belongs to), in source order, newlines left out
@@ -73,7 +75,7 @@ class _Formatter:
             gap = self.text[end:tok.start_pos]
             if "\n" in gap or previous is None:
                 self._between_lines(gap, end)
-                self.line = " " * self._indent(tok, rule)
+                self.line = " " * self._indent(tok)
                 self.shift = len(self.line) - len(gap.rsplit("\n", 1)[-1])  # how far the line moved
                 if self._statement_level():
                     self.statement_line = len(self.line)
@@ -108,19 +110,17 @@ class _Formatter:
         """Whether the next token is outside brackets, where a newline ends a statement."""
         return not self.frames or self.frames[-1].body
 
-    def _statement_indent(self) -> int:
-        """The indent of a statement at the current body (or the top level)."""
+    def _inside(self) -> int:
+        """The indent of a line inside the innermost bracket or body (of a statement at the top level)."""
         return self.frames[-1].inside if self.frames else 0
 
-    def _indent(self, tok, rule) -> int:
+    def _indent(self, tok) -> int:
         """The indent of a line starting with `tok`."""
         if tok.type in _CLOSERS:
             return self.frames[-1].closer
-        if not self._statement_level():
-            return self.frames[-1].inside
-        if tok.start_pos in self.starts or tok.type in ("ELSE", "ELIF"):
-            return self._statement_indent()
-        return self._statement_indent() + INDENT  # a `def` after its `=`, a model's `input`
+        if not self._statement_level() or tok.start_pos in self.starts or tok.type in ("ELSE", "ELIF"):
+            return self._inside()
+        return self._inside() + INDENT  # a `def` after its `=`, a model's `input`
 
     def _between_lines(self, gap: str, at: int):
         """The rest of the current line, and the lines of comments or nothing up to the next token."""
@@ -134,7 +134,7 @@ class _Formatter:
                     column = at + hash_ - (self.text.rfind("\n", 0, at + hash_) + 1) + self.shift
                     self.line += " " * max(column - len(self.line), 2) + comment
                 else:
-                    self.line = " " * (self.frames[-1].inside if self.frames else 0) + comment  # as code here
+                    self.line = " " * self._inside() + comment
             at += len(piece) + 1
 
     def _end_line(self):
