@@ -64,6 +64,12 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default="build", help="output directory (default: build)")
     p.add_argument("--no-diagrams", action="store_true", help="skip rendering diagrams")
 
+    p = sub.add_parser("fmt", help="rewrite specs in the canonical style")
+    p.add_argument("specs", nargs="+", metavar="SPEC",
+                   help=".arch files or directories of them; - reads standard input and writes standard output")
+    p.add_argument("--check", action="store_true",
+                   help="change nothing: list the files that would change and exit with status 1 if any")
+
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would print the top-level usage for these
         sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -312,5 +318,31 @@ def _primitives(args) -> int:
     return 0
 
 
+def _fmt(args) -> int:
+    """Format every file first, so that a file that does not parse leaves all of them as they were."""
+    from .format import format_spec
+    from .loader import _read_text
+    paths = [str(f) for spec in args.specs for f in (sorted(Path(spec).rglob("*.arch")) if Path(spec).is_dir()
+                                                      else [spec])]
+    changed = []
+    for path in paths:
+        if path == "-":
+            path, text = "<stdin>", sys.stdin.read()
+        else:
+            text = _read_text(path, path)
+        formatted = format_spec(text, path)
+        if path == "<stdin>" and not args.check:
+            sys.stdout.write(formatted)
+        elif formatted != text:
+            changed.append((path, formatted))
+    for path, formatted in changed:
+        if args.check:
+            print(f"would reformat {path}")
+        elif path != "<stdin>":
+            write_atomic(path, formatted)
+            print(f"reformatted {path}")
+    return 1 if args.check and changed else 0
+
+
 _COMMANDS = {"check": _check, "compile": _compile, "summary": _summary, "diagram": _diagram, "list": _list,
-             "primitives": _primitives, "build": _build}
+             "primitives": _primitives, "build": _build, "fmt": _fmt}

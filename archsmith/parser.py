@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import re
 
-from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -62,6 +62,19 @@ class _PostLexer:
 def _lark() -> Lark:
     return Lark.open("grammar/arch.lark", rel_to=__file__, parser="lalr", lexer="basic", postlex=_PostLexer(),
                      propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
+
+
+@functools.lru_cache(maxsize=None)
+def _concrete_lark() -> Lark:
+    return Lark.open("grammar/arch.lark", rel_to=__file__, parser="lalr", lexer="basic", postlex=_PostLexer(),
+                     propagate_positions=True, maybe_placeholders=True, keep_all_tokens=True)
+
+
+def concrete_tree(text: str, path: str = "<string>") -> Tree:
+    """The parse tree of a file that `parse` accepts, with every token in it (punctuation, keywords and
+    newlines), each under the rule it belongs to: what the formatter reads. Comments are not tokens."""
+    parse(text, path)  # the syntax errors, and the checks made while building the syntax tree
+    return _concrete_lark().parse(text)
 
 
 def parse(text: str, path: str = "<string>") -> ast.SourceFile:
