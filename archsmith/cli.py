@@ -282,7 +282,8 @@ def _list(args) -> int:
 
 
 def _build(args) -> int:
-    """Compile every bundled model into `output`: <model>.py, <model>.svg and summary.md."""
+    """Compile every bundled model into `output`: <model>.py, <model>.svg, <model>.txt (its summary),
+    and summary.md and index.html over all of them."""
     from .backends import summary
     from .backends.graphviz import draw
     from .backends.pytorch import emit
@@ -301,14 +302,17 @@ def _build(args) -> int:
             lines[name] = gen.source.count("\n")
             if not args.no_diagrams:
                 render(draw(model), str(out / f"{name}.svg"))
+            write_atomic(str(out / f"{name}.txt"), summary.summarize(model, depth=2).table() + "\n")
             models.append(model)
             progress.clear()
             print(f"{name}: {out / (name + '.py')}")
             progress.update(done, name)
     finally:
         progress.clear()
-    write_atomic(str(out / "summary.md"), summary.markdown(summary.rows(models, lines)))
-    print(f"summary: {out / 'summary.md'}")
+    table = summary.rows(models, lines)
+    write_atomic(str(out / "summary.md"), summary.markdown(table))
+    write_atomic(str(out / "index.html"), summary.index_html(table, diagrams=not args.no_diagrams))
+    print(f"summary: {out / 'summary.md'}; index: {out / 'index.html'}")
     return 0
 
 

@@ -3,6 +3,7 @@ import io
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 
@@ -123,9 +124,14 @@ def test_build_writes_modules_diagrams_and_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # the progress bar is for a terminal only
     files = set(os.listdir(tmp_path / "build"))
-    assert {"resnet50.py", "resnet50.svg", "vgg19_bn.py", "summary.md"} <= files
+    assert {"resnet50.py", "resnet50.svg", "resnet50.txt", "vgg19_bn.py", "summary.md", "index.html"} <= files
     summary = (tmp_path / "build" / "summary.md").read_text()
     assert "| resnet50 | [3, 224, 224] | [1000] | 25,557,032 | 320 | 4.089 |" in summary
+    assert (tmp_path / "build" / "resnet50.txt").read_text() == str(archsmith.summary("resnet50", depth=2)) + "\n"
+    # the index links every model's three files, and each link names a file that exists
+    index = (tmp_path / "build" / "index.html").read_text()
+    links = re.findall(r'href="([^"]+)"', index)
+    assert set(links) <= files and {f"{m}.{kind}" for m in archsmith.list_models() for kind in ("py", "svg", "txt")} <= set(links)
 
 
 def test_version():

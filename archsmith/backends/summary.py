@@ -3,6 +3,7 @@ read from the elaborated graph (no torch, no forward pass); and the Markdown tab
 model that `build` writes."""
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -171,6 +172,27 @@ def rows(models, source_lines: dict) -> list:
             "lines": source_lines.get(m.name, 0),
         })
     return out
+
+
+def index_html(table: list, diagrams: bool) -> str:
+    """`build`'s index.html: each model with its figures and links to its source, diagram and summary."""
+    def link(path):
+        return f'<a href="{html.escape(path)}">{html.escape(path)}</a>'
+    head = ["model", "input", "parameters", "GMACs", "source", "diagram", "summary"]
+    lines = ['<!DOCTYPE html>', '<html lang="en">', '<head><meta charset="utf-8">',
+             "<title>archsmith: bundled models</title>",
+             "<style>body { font-family: sans-serif } td, th { padding: 2px 10px; text-align: left } "
+             "td.number { text-align: right }</style>", "</head>", "<body>", "<h1>archsmith: bundled models</h1>",
+             "<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for r in table:
+        name = r["model"]
+        cells = [f"<td>{html.escape(name)}</td>", f"<td>{html.escape(r['input'])}</td>",
+                 f'<td class="number">{r["parameters"]:,}</td>', f'<td class="number">{r["gmacs"]:.3f}</td>',
+                 f"<td>{link(name + '.py')}</td>", f"<td>{link(name + '.svg') if diagrams else ''}</td>",
+                 f"<td>{link(name + '.txt')}</td>"]
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines += ["</table>", f"<p>{link('summary.md')}: every model in one table.</p>", "</body>", "</html>"]
+    return "\n".join(lines) + "\n"
 
 
 def markdown(table: list) -> str:
