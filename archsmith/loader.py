@@ -148,7 +148,8 @@ def _is_file(spec: str) -> bool:
 
 def _model_hint(name, loader):
     from .errors import did_you_mean
-    return did_you_mean(name, list_bundled(loader)) or "`archsmith list` (in Python, `archsmith.list_models()`) shows the bundled models"
+    return (did_you_mean(name, list_bundled(loader))
+            or "`archsmith list` (in Python, `archsmith.list_models()`) shows the bundled models")
 
 
 def list_bundled(loader: Optional[Loader] = None) -> list:
