@@ -183,7 +183,7 @@ def test_generated_source_reads_like_timms():
     tree = ast.parse(source)
     assert [n.name for n in tree.body if isinstance(n, ast.ClassDef)] == \
         ["DropPath", "ConvBnAct", "RepVggBlock", "ClassifierHead", "RepVGG"]  # one per block, every model
-    assert "    return RepVGG([4, 6, 16, 1], 3.0, 5.0, groups=4)" in source
+    assert "    return RepVGG([4, 6, 16, 1], 3.0, 5.0, groups=groups, **kwargs)" in source
     assert "        self.add_module('identity', None)  # its place in the state_dict; built below" in source
     assert "        self.conv_kxk = ConvBnAct(in_channels, out, kernel=3, stride=stride, groups=groups, act=False)" \
         in source

@@ -147,8 +147,9 @@ def test_generated_source_reads_like_timms():
     tree = ast.parse(source)
     assert [n.name for n in tree.body if isinstance(n, ast.ClassDef)] == \
         ["DropPath", "SplitAttn", "ZeroPadShortcut", "ResNestBottleneck", "ResNeSt"]  # one per block, every model
-    assert "    return ResNeSt([3, 30, 48, 8], stem_width=64)" in source
-    assert "    return ResNeSt([3, 4, 6, 3], radix=4, cardinality=2, base_width=40, avd_first=True)" in source
+    assert "    return ResNeSt([3, 30, 48, 8], stem_width=stem_width, **kwargs)" in source
+    assert "def resnest50d_4s2x40d(*, radix=4, cardinality=2, base_width=40, avd_first=True, **kwargs) -> ResNeSt:" \
+        in source
     assert "self.fc1 = nn.Conv2d(out, attn_chs, kernel_size=1, groups=groups)" in source
     assert "self.conv3 = conv1x1(width, out_channels)" in source
     assert "            self.avd_last = nn.AvgPool2d(kernel_size=3, stride=stride, padding=1)" in source

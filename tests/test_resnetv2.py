@@ -181,9 +181,9 @@ def test_preact_resnet1001_builds_and_runs():
 
 def test_one_class_takes_the_depth_and_refuses_one_that_is_not_9n_plus_2():
     source = archsmith.compile("specs/resnetv2.arch")
-    assert "def preact_resnet164() -> PreActResNet:\n" in source
-    assert "    return PreActResNet(164)\n" in source and "    return PreActResNet(1001)\n" in source
-    assert "    return ResNetV2([3, 4, 23, 3])\n" in source
+    assert "def preact_resnet164(**kwargs) -> PreActResNet:\n" in source
+    assert "    return PreActResNet(164, **kwargs)\n" in source and "    return PreActResNet(1001, **kwargs)\n" in source
+    assert "    return ResNetV2([3, 4, 23, 3], **kwargs)\n" in source
     with pytest.raises(archsmith.SpecError) as e:
         archsmith.compile("preact_resnet164", depth=165)
     assert e.value.message == "the depth of a CIFAR pre-activation ResNet is 9n + 2"

@@ -62,7 +62,8 @@ def test_matches_torchvision(name):
 def test_written_with_resnets_blocks():
     """The ImageNet models are torchvision's ResNet at 128 channels per group: the shared classes."""
     source = archsmith.compile(str(SPEC), model="wide_resnet50_2")
-    assert "    return ResNet(Bottleneck, [3, 4, 6, 3], width_per_group=128)\n" in source
+    assert "def wide_resnet50_2(*, width_per_group=128, **kwargs) -> ResNet:" in source
+    assert "    return ResNet(Bottleneck, [3, 4, 6, 3], width_per_group=width_per_group, **kwargs)\n" in source
     assert "Block `Bottleneck` of std.arch:" in source
 
 
@@ -193,7 +194,7 @@ def test_one_class_takes_depth_and_width_and_refuses_a_depth_that_is_not_6n_plus
     source = archsmith.compile(str(SPEC))
     assert source.count("class WideResNet(nn.Module):") == 1
     for depth, k in [(16, 4), (16, 8), (22, 8), (28, 10), (40, 4)]:
-        assert f"    return WideResNet({depth}, {k})\n" in source
+        assert f"    return WideResNet({depth}, {k}, **kwargs)\n" in source
     with pytest.raises(archsmith.SpecError) as e:
         archsmith.compile("wrn16_4", depth=15)
     err = e.value

@@ -14,7 +14,7 @@ from ..reparam import deploy_graph
 from ..ir import Model
 from ..primitives import primitive_of
 from .classgen import _Args
-from .pytorch import _docstring
+from .pytorch import _docstring, wrap_line
 from .values import Const, literal
 
 _OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@"}
@@ -234,7 +234,7 @@ class _DeployedClass:
                 taken.add(name)
                 names[(n, index)] = name
                 targets.append(name)
-            out += _wrap(f"        {', '.join(targets)} = {expression}")
+            out += wrap_line(f"        {', '.join(targets)} = {expression}")
         return out
 
     def _expression(self, n, args) -> str:
@@ -271,36 +271,6 @@ def _accessor(path: str) -> str:
     for name in rest:
         out += f".{name}" if _attribute(name) else f"[{literal(name)}]"
     return out
-
-
-def _wrap(line: str, width: int = 110) -> list:
-    """A long line broken after commas outside strings, continued after the bracket that holds the
-    first of them."""
-    if len(line) <= width:
-        return [line]
-    quote, breaks, open_brackets, opening = None, [], [], None
-    for i, c in enumerate(line):
-        if quote:
-            quote = None if c == quote else quote
-        elif c in "'\"":
-            quote = c
-        elif c in "([{":
-            open_brackets.append(i)
-        elif c in ")]}":
-            open_brackets.pop()
-        elif c == "," and open_brackets:
-            breaks.append(i + 1)
-            opening = open_brackets[-1] if opening is None else opening
-    if not breaks:
-        return [line]
-    out, start, last = [], 0, 0
-    for b in breaks + [len(line)]:
-        if b - start > width - (opening + 1 if out else 0) and last > start:
-            out.append(line[start:last].rstrip())
-            start = last + 1  # the space after the comma
-        last = b
-    out.append(line[start:])
-    return [out[0]] + [" " * (opening + 1) + part for part in out[1:]]
 
 
 def _new_name(taken: set) -> str:

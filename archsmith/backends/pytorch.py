@@ -291,12 +291,12 @@ class Generator:
             name = self.factory_names[m.name]
             fixed, keywords = self._factory_args(m, info)
             params = ["*"] + keywords if keywords else []
-            body += ["", "", f"def {name}({', '.join(params + ['**kwargs'])}) -> {info.name}:"]
+            body += ["", ""] + wrap_line(f"def {name}({', '.join(params + ['**kwargs'])}) -> {info.name}:")
             where += f"\nKeyword arguments go to `{info.name}`: `{name}(num_classes=10)`." if "num_classes" in \
                 {sig.spec for sig in info.source.params} else f"\nKeyword arguments go to `{info.name}`."
             body += _docstring(m.definition.doc, where, "    ")
             passed = fixed + [f"{k.split('=')[0]}={k.split('=')[0]}" for k in keywords] + ["**kwargs"]
-            body.append(f"    return {info.name}({', '.join(passed)})")
+            body += wrap_line(f"    return {info.name}({', '.join(passed)})")
         text = "\n".join(body)
         sources = ", ".join(sorted({_short(m.definition.span.path) for m in self.models}))
         docs = "\n\n".join(dict.fromkeys(m.definition.file.doc for m in self.models if m.definition.file.doc))
@@ -510,6 +510,36 @@ def _docstring(comment: str, where: str, indent: str) -> list:
     body = text.splitlines()
     return ([f'{indent}"""{body[0]}'] + [f"{indent}{l}" if l else "" for l in body[1:]]
             + [""] + [f"{indent}{l}" for l in where.splitlines()] + [f'{indent}"""'])
+
+
+def wrap_line(line: str, width: int = 110) -> list:
+    """A long line broken after commas outside strings, continued after the outermost bracket open
+    at the first of them."""
+    if len(line) <= width:
+        return [line]
+    quote, breaks, open_brackets, opening = None, [], [], None
+    for i, c in enumerate(line):
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            open_brackets.append(i)
+        elif c in ")]}":
+            open_brackets.pop()
+        elif c == "," and open_brackets:
+            breaks.append(i + 1)
+            opening = open_brackets[0] if opening is None else opening
+    if not breaks:
+        return [line]
+    out, start, last = [], 0, 0
+    for b in breaks + [len(line)]:
+        if b - start > width - (opening + 1 if out else 0) and last > start:
+            out.append(line[start:last].rstrip())
+            start = last + 1  # the space after the comma
+        last = b
+    out.append(line[start:])
+    return [out[0]] + [" " * (opening + 1) + part for part in out[1:]]
 
 
 def _short(path: str) -> str:
