@@ -207,7 +207,7 @@ def server():
 
     def document(uri):
         doc = server.workspace.get_text_document(uri)
-        return doc.source, to_fs_path(uri)
+        return doc.source, to_fs_path(uri) or "<string>"  # an unsaved, untitled buffer has no path
 
     def publish(uri):
         text, path = document(uri)
