@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true",
                    help="change nothing: list the files that would change and exit with status 1 if any")
 
+    sub.add_parser("lsp", help="run the language server on standard input and output (needs archsmith[lsp])")
+
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would print the top-level usage for these
         sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -348,5 +350,16 @@ def _fmt(args) -> int:
     return 1 if args.check and changed else 0
 
 
+def _lsp(args) -> int:
+    from .lsp import server
+    try:
+        lsp = server()
+    except ImportError:
+        print("error: the language server needs pygls: pip install 'archsmith[lsp]'", file=sys.stderr)
+        return 1
+    lsp.start_io()
+    return 0
+
+
 _COMMANDS = {"check": _check, "compile": _compile, "summary": _summary, "diagram": _diagram, "list": _list,
-             "primitives": _primitives, "build": _build, "fmt": _fmt}
+             "primitives": _primitives, "build": _build, "fmt": _fmt, "lsp": _lsp}
