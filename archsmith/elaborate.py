@@ -9,7 +9,7 @@ from typing import Optional
 
 import networkx as nx
 
-from . import ast
+from . import ast, limits
 from .errors import SpecError, did_you_mean
 from .queries import walk
 from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer, format_value, has_tensor, spec_literal,
@@ -17,8 +17,6 @@ from .evaluate import (BUILTINS, MISSING, BlockRef, Evaluator, Scope, find_layer
 from .ir import Instance, Layer, Model, Step, Tensor
 from .primitives import INITIALIZERS, PRIMITIVES, REQUIRED, ShapeError, fmt_shape
 
-MAX_NODES = 200_000
-MAX_DEPTH = 64
 
 # Attributes of nn.Module (torch 2.13: its methods and what its constructor sets) that a submodule
 # name would shadow; kept here so that checking a spec needs no torch.
@@ -154,8 +152,9 @@ class Elaborator(Evaluator):
 
     def _add_node(self, op, attrs, inputs, shape, span, scope_path, module_path):
         n = self.graph.number_of_nodes()
-        if n >= MAX_NODES:
-            raise self._err(f"the model has more than {MAX_NODES} ops; is a loop too long?", span)
+        if n >= limits.current().graph_nodes:
+            raise self._err(f"the model has more than {limits.current().graph_nodes:,} ops; is a loop too long?",
+                            span, hint=limits.hint("graph_nodes"))
         self.graph.add_node(n, op=op, attrs=dict(attrs), span=span, scope=scope_path, module=module_path,
                             shape=shape, inputs=[t.key for t in inputs], training=self.training > 0)
         for i, t in enumerate(inputs):
@@ -476,7 +475,7 @@ class Elaborator(Evaluator):
         if existing is not None:
             raise self._err(f"a layer named `{layer.name}` is already declared in `{inst.block.name}`", span,
                             scope.file, notes=[("declared here", existing.span)])
-        inst.layers.append(layer)
+        inst.add_layer(layer)
 
     # ---------------------------------------------------------------- functional ops
 
@@ -515,8 +514,9 @@ class Elaborator(Evaluator):
     def _instantiate(self, defn: ast.BlockDef, args, x: Tensor, path, call_span, caller: Scope) -> Instance:
         if defn in self.stack:
             raise self._recursion(defn, call_span, caller)
-        if len(self.stack) >= MAX_DEPTH:
-            raise self._err(f"blocks are nested more than {MAX_DEPTH} deep", call_span, caller.file)
+        if len(self.stack) >= limits.current().block_depth:
+            raise self._err(f"blocks are nested more than {limits.current().block_depth} deep", call_span,
+                            caller.file, hint=limits.hint("block_depth"))
         bound = self._bind(f"`{defn.name}`", self._param_defaults(defn), args, call_span, caller)
         inst = Instance(defn, path, {})
         scope = Scope(defn.file, inst)

@@ -9,13 +9,14 @@ class SpecError(Exception):
     """A mistake in a .arch spec, located at `path:line:column` (1-based)."""
 
     def __init__(self, message: str, span=None, hint: Optional[str] = None, source: Optional[str] = None,
-                 notes: Iterable = ()):
+                 notes: Iterable = (), quote: bool = True):
         super().__init__(message)
         self.message = message
         self.span = span
         self.hint = hint
         self.source = source  # the text of span.path, for rendering the line
         self.notes = list(notes)  # (message, span) pairs: "defined here", the import chain, ...
+        self.quote = quote  # whether to show the line: not of a file that may not be the user's to show
 
     @property
     def path(self) -> Optional[str]:
@@ -37,7 +38,7 @@ class SpecError(Exception):
             out = [f"error: {self.message}"]
         else:
             out = [f"{self.span.path}:{self.span.line}:{self.span.column}: error: {self.message}"]
-            out += _excerpt(self.span, self.source)
+            out += _excerpt(self.span, self.source) if self.quote else []
         for note, span in self.notes:
             if span is None:
                 out.append(f"note: {note}")
@@ -46,6 +47,9 @@ class SpecError(Exception):
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)
+
+
+EXCERPT_WIDTH = 100  # characters of a line shown under an error
 
 
 def _excerpt(span, source: Optional[str]) -> list:
@@ -61,9 +65,15 @@ def _excerpt(span, source: Optional[str]) -> list:
     # one character per column, none that a terminal would act on
     text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in lines[span.line - 1].expandtabs(1))
     end = span.end_column if span.end_line == span.line else len(text) + 1
-    width = max(1, end - span.column)
+    column, width = span.column, max(1, end - span.column)
+    if len(text) > EXCERPT_WIDTH:  # a window of a very long line, around the start of the span
+        start = max(0, min(column - 1 - EXCERPT_WIDTH // 3, len(text) - EXCERPT_WIDTH))
+        shown = text[start:start + EXCERPT_WIDTH]
+        text = ("…" if start else "") + shown + ("…" if start + EXCERPT_WIDTH < len(text) else "")
+        column = column - start + (1 if start else 0)
+        width = max(1, min(width, len(shown) + 1 - (column - (1 if start else 0))))
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * width]
+    return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * (column - 1) + "^" * width]
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> Optional[str]:

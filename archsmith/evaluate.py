@@ -14,17 +14,13 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from . import ast
+from . import ast, limits
 from .errors import SpecError, did_you_mean
 from .ir import Instance, Tensor
 from .primitives import PRIMITIVES, REQUIRED, fmt_shape
 from .queries import names_in, walk
 
-MAX_RANGE = 100_000
-MAX_ITERATIONS = 1_000_000  # loop iterations in one model: a spec cannot make the compiler hang
-MAX_LENGTH = 1_000_000  # items in a list or characters in a string
 MAX_INT = 2 ** 63
-MAX_CALL_DEPTH = 64  # calls of fns inside calls of fns
 TENSOR_ATTRS = ("channels", "height", "width", "shape")
 
 
@@ -60,8 +56,9 @@ class Builtin:
 
 def _range(*a):
     r = range(*a)
-    if len(r) > MAX_RANGE:
-        raise ValueError(f"range of {len(r)} items is larger than the limit of {MAX_RANGE}")
+    most = limits.current().range_items
+    if len(r) > most:
+        raise ValueError(f"range of {len(r):,} items is larger than the limit of {most:,}")
     return list(r)
 
 
@@ -180,6 +177,7 @@ class Evaluator:
         self._evaluating: set = set()
         self.iterations = 0
         self.call_depth = 0  # calls of fns under way
+        self._sizes: dict = {}  # id -> (value, size) of the larger values measured, to measure each once
 
     # ---------------------------------------------------------------- errors and lookups
 
@@ -244,7 +242,21 @@ class Evaluator:
 
 
     def _eval_ListExpr(self, e, scope):
-        return [self.eval(i, scope) for i in e.items]
+        return self._check_size([self.eval(i, scope) for i in e.items], e.span, scope)
+
+
+    def _check_size(self, value, span, scope):
+        """`value`, if its size (see `value_size`) is within the limit: a list of lists can double
+        in each line of a spec, so a size counts everything nested, shared or not."""
+        if value_size(value, self._sizes) > limits.current().value_size:
+            raise self._too_large(span, scope)
+        return value
+
+
+    def _too_large(self, span, scope):
+        most = limits.current().value_size
+        return self._err(f"the value has more than {most:,} items and characters in all", span, scope.file,
+                         hint=limits.hint("value_size"))
 
 
     def _eval_ListComp(self, e, scope):
@@ -260,14 +272,14 @@ class Evaluator:
                     scope.vars.pop(n, None)
                 else:
                     scope.vars[n] = v
-        return out
+        return self._check_size(out, e.span, scope)
 
 
     def _comprehend(self, e, index, scope, out):
         if index == len(e.clauses):
             out.append(self.eval(e.item, scope))
-            if len(out) > MAX_LENGTH:
-                raise self._err(f"the result has more than {MAX_LENGTH:,} items", e.span, scope.file)
+            if len(out) > limits.current().value_size:
+                raise self._too_large(e.span, scope)
             return
         clause = e.clauses[index]
         if isinstance(clause, ast.CompIf):
@@ -309,8 +321,10 @@ class Evaluator:
         if not isinstance(value, list):
             raise self._err(f"cannot loop over {type_name(value)}", e.span, scope.file)
         self.iterations += len(value)
-        if self.iterations > MAX_ITERATIONS:
-            raise self._err(f"the loops of this model run more than {MAX_ITERATIONS:,} times", e.span, scope.file)
+        most = limits.current().loop_iterations
+        if self.iterations > most:
+            raise self._err(f"the loops of this model run more than {most:,} times", e.span, scope.file,
+                            hint=limits.hint("loop_iterations"))
         return value
 
 
@@ -345,8 +359,8 @@ class Evaluator:
 
     def _scalar_op(self, op, left, right, span, scope):
         result = self._scalar_value(op, left, right, span, scope)
-        if isinstance(result, (list, str)) and len(result) > MAX_LENGTH:
-            raise self._err(f"the result has more than {MAX_LENGTH:,} items", span, scope.file)
+        if isinstance(result, (list, str)):
+            self._check_size(result, span, scope)
         if is_int(result) and abs(result) >= MAX_INT:
             raise self._err("the result is too large a number", span, scope.file)
         return result
@@ -364,8 +378,8 @@ class Evaluator:
             if op == "*":
                 if isinstance(left, (list, str)) or isinstance(right, (list, str)):
                     items, n = (left, right) if isinstance(left, (list, str)) else (right, left)
-                    if is_int(n) and len(items) * n > MAX_LENGTH:
-                        raise ValueError(f"the result has more than {MAX_LENGTH:,} items")
+                    if is_int(n) and len(items) * n > limits.current().value_size:
+                        raise ValueError(f"the result has more than {limits.current().value_size:,} items")
                 return left * right
             if op == "/":
                 return left / right
@@ -457,7 +471,7 @@ class Evaluator:
             if isinstance(value, Tensor) or has_tensor(value):
                 raise self._err("a record holds values, not tensors", expr.span, scope.file)
             fields[name] = value
-        return Record(fields)
+        return self._check_size(Record(fields), e.span, scope)
 
 
     def _eval_Attr(self, e, scope):
@@ -554,8 +568,8 @@ class Evaluator:
 
     def call_fn(self, defn, args, span, caller: Scope):
         """The value a fn returns for evaluated args [(name|None, value, span, expr)]."""
-        if self.call_depth >= MAX_CALL_DEPTH:
-            raise self._err(f"calls of fns nest more than {MAX_CALL_DEPTH} deep", span, caller.file,
+        if self.call_depth >= limits.current().call_depth:
+            raise self._err(f"calls of fns nest more than {limits.current().call_depth} deep", span, caller.file,
                             hint=f"does `{defn.name}` call itself without end?")
         bound = self._bind(f"`{defn.name}`", self._param_defaults(defn), args, span, caller)
         inner = Scope(defn.file)
@@ -638,9 +652,12 @@ class Evaluator:
             if isinstance(v, (Tensor, BlockRef)) or has_tensor(v):
                 raise self._err(f"`{b.name}` cannot take {type_name(v)}", a.span, scope.file)
         try:
-            return b.fn(*values)
+            result = b.fn(*values)
         except (TypeError, ValueError, OverflowError) as err:
             raise self._err(f"`{b.name}`: {err}", e.span, scope.file) from None
+        if is_int(result) and abs(result) >= MAX_INT:
+            raise self._err("the result is too large a number", e.span, scope.file)
+        return self._check_size(result, e.span, scope)
 
 
     def _call_primitive(self, prim, e, scope, values=None):
@@ -796,12 +813,7 @@ MISSING = object()
 
 
 def find_layer(inst, name):
-    if inst is None:
-        return None
-    for layer in inst.layers:
-        if layer.name == name:
-            return layer
-    return None
+    return None if inst is None else inst.named.get(name)
 
 
 def target_names(target) -> set:
@@ -820,7 +832,53 @@ def is_number(v):
 
 
 def has_tensor(v):
-    return isinstance(v, list) and any(isinstance(i, Tensor) or has_tensor(i) for i in v)
+    """Whether the list `v` holds a tensor at any depth; a list met again is not searched again."""
+    if not isinstance(v, list):
+        return False
+    seen, stack = set(), [v]
+    while stack:
+        items = stack.pop()
+        for i in items:
+            if isinstance(i, Tensor):
+                return True
+            if isinstance(i, list) and id(i) not in seen:
+                seen.add(id(i))
+                stack.append(i)
+    return False
+
+
+def value_size(value, known: dict) -> int:
+    """How many items, characters and record fields `value` holds, counting what it nests as often as
+    it appears (what printing it or looping through it would meet). Each list is looked at once, however
+    often it is shared; `known` keeps the sizes of the larger ones between calls."""
+    sizes: dict = {}  # id -> size of the lists and records measured in this call
+
+    def items_of(v):
+        return list(v.fields.values()) if isinstance(v, Record) else v if isinstance(v, list) else None
+
+    def measured(v):
+        if id(v) in sizes:
+            return sizes[id(v)]
+        hit = known.get(id(v))
+        return hit[1] if hit is not None and hit[0] is v else None
+
+    def size(v):
+        return len(v) if isinstance(v, str) else 1 if items_of(v) is None else measured(v)
+
+    stack = [(value, False)]
+    while stack:  # after the values a list holds, the list
+        v, opened = stack.pop()
+        items = items_of(v)
+        if items is None or (not opened and measured(v) is not None):
+            continue
+        if opened:
+            sizes[id(v)] = len(items) + sum(size(i) for i in items)
+            if len(items) >= 16:
+                known[id(v)] = (v, sizes[id(v)])
+            continue
+        stack.append((v, True))
+        stack.extend((i, False) for i in items if items_of(i) is not None and measured(i) is None)
+    return size(value)
 
 
 def evaluate(text: str):

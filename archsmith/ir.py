@@ -80,6 +80,11 @@ class Instance:
     output_span: object = None
     training_output: object = None  # (a Tensor or a list of them, span): what `if training` returns
     recomputed: dict = field(default_factory=dict)  # name -> ast.Recompute: the regions its body ran
+    named: dict = field(default_factory=dict, repr=False)  # name -> Layer: `layers` by name
+
+    def add_layer(self, layer: Layer) -> None:
+        self.layers.append(layer)
+        self.named.setdefault(layer.name, layer)
 
     @property
     def listed(self) -> bool:

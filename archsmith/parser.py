@@ -7,9 +7,10 @@ import re
 from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from . import ast
+from . import ast, limits
 from .errors import SpecError
 
+BOM = "\ufeff"
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _CLOSERS = set(_OPENERS.values())
 
@@ -74,23 +75,50 @@ def concrete_tree(text: str, path: str = "<string>") -> Tree:
     """The parse tree of a file that `parse` accepts, with every token in it (punctuation, keywords and
     newlines), each under the rule it belongs to: what the formatter reads. Comments are not tokens."""
     parse(text, path)  # the syntax errors, and the checks made while building the syntax tree
-    return _concrete_lark().parse(text)
+    return _concrete_lark().parse(text.removeprefix(BOM))
 
 
 def parse(text: str, path: str = "<string>") -> ast.SourceFile:
     """Parse one file. Raises SpecError for any syntax error."""
+    text = text.removeprefix(BOM)  # an editor's mark of UTF-8, not text
+    _check_size(text, path)
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as e:
         raise _syntax_error(e, text, path) from None
+    _check_depth(tree, path)
     try:
         items = _ToAst(path, text).transform(tree)
     except VisitError as e:
-        if isinstance(e.orig_exc, SpecError):
-            e.orig_exc.source = text
-            raise e.orig_exc from None
+        error = e
+        while isinstance(error, VisitError):  # a string's `{...}` is transformed inside the string's transform
+            error = error.orig_exc
+        if isinstance(error, SpecError):
+            error.source = text
+            raise error from None
         raise
     return _collect(items, path, text)
+
+
+def _check_size(text: str, path: str) -> None:
+    most = limits.current().file_bytes
+    if len(text) > most // 4 and len(text.encode("utf-8")) > most:  # most text is ASCII: measure only near it
+        raise SpecError(f"{path} is larger than the limit of {most:,} bytes for a spec",
+                        ast.Span(path, 1, 1, 1, 1), source=text[:1000], hint=limits.hint("file_bytes"))
+
+
+def _check_depth(tree: Tree, path: str, shift=(0, 0)) -> None:
+    """The syntax tree's nodes nest at most `limits.nesting` deep: every later phase walks it
+    recursively, and a real spec nests about 20 deep."""
+    most = limits.current().nesting
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > most:
+            where = _span(path, node.meta, shift) if not node.meta.empty else ast.Span(path, 1, 1, 1, 1)
+            raise SpecError(f"brackets or operators nest more than {most} deep here", where,
+                            hint=limits.hint("nesting") + "; or name the parts of the expression")
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
 
 
 def _comment_above(lines, line: int) -> str:
@@ -526,6 +554,7 @@ class _ToAst(Transformer_NonRecursive):
             column = shift[1] + 1
             raise SpecError(f"`{{{source}}}` in {what} is not an expression",
                             ast.Span(self.path, shift[0] + 1, column - 1, shift[0] + 1, column + len(source) + 1)) from None
+        _check_depth(tree, self.path, shift)
         return _ToAst(self.path, source, shift).transform(tree)
 
     def seq(self, meta, children):
@@ -587,8 +616,11 @@ class _ToAst(Transformer_NonRecursive):
 
     def number(self, meta, children):
         text = str(children[0])
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ast.Literal(value, self._s(meta))
+        if any(c in text for c in ".eE"):
+            return ast.Literal(float(text), self._s(meta))
+        if len(text.lstrip("0")) > 19 or int(text) >= 2 ** 63:  # a 5,000-digit int would not even print
+            raise SpecError("the integer is too large: the largest is 2**63 - 1", self._s(meta))
+        return ast.Literal(int(text), self._s(meta))
 
     def string(self, meta, children):
         return ast.Literal(str(children[0])[1:-1], self._s(meta))

@@ -15,6 +15,7 @@ values."""
 from __future__ import annotations
 
 import builtins
+import itertools
 import json
 import keyword
 import re
@@ -358,9 +359,8 @@ class Translator:
         previous = None
         while index < len(body):
             self._note_built(previous)
-            previous = (self.init, len(self.init), set(self.layers))
+            previous = (self.init, len(self.init), len(self.layers))
             s = body[index]
-            rest = body[index + 1:]
             index += 1
             if isinstance(s, _Bind):
                 self.bind(s.var, s.value)
@@ -389,6 +389,7 @@ class Translator:
             elif isinstance(s, ast.Recompute):
                 self.recompute(s)
             elif isinstance(s, ast.If):
+                rest = body[index:]
                 if rest and _returns(s):
                     # `if c { return a }; ...; return b`: what follows runs where no branch returned
                     s = ast.If([(c, b + rest) for c, b in s.branches], (s.orelse or []) + rest, s.span)
@@ -411,7 +412,8 @@ class Translator:
         if previous is None or self.inline:
             return
         buffer, start, known = previous
-        new = [n for n in self.layers if n not in known]
+        # a statement only adds layers (a branch's copy keeps the order): the new ones are the last
+        new = list(itertools.islice(reversed(self.layers), len(self.layers) - known))[::-1]
         if new and buffer is self.init:
             record = [buffer, start, len(buffer) - start, new]
             for name in new:
