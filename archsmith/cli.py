@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from . import __version__, terminal
+from . import __version__, limits, terminal
 from .errors import SpecError
-from .files import write_atomic
+from .files import same_file, write_atomic
 from .loader import SpecText
 
 
@@ -22,6 +23,7 @@ class UsageError(Exception):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="archsmith", description="Compile .arch architecture specs to PyTorch.")
     parser.add_argument("--version", action="version", version=f"archsmith {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python's traceback for an internal error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="parse, elaborate and shape-check specs")
@@ -50,6 +52,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="the model to draw (default: the only one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
     p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
+    _limit_argument(p)
     p.add_argument("-o", "--output", required=True, help="output file: .svg, .png, .pdf or .dot")
     p.add_argument("--depth", type=_depth, default=1, metavar="N",
                    help="how many levels of stages and blocks to open: 0 draws each stage as one node, "
@@ -63,6 +66,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("build", help="compile every bundled spec: modules, diagrams and a summary")
     p.add_argument("-o", "--output", default="build", help="output directory (default: build)")
     p.add_argument("--no-diagrams", action="store_true", help="skip rendering diagrams")
+    _limit_argument(p)
 
     p = sub.add_parser("fmt", help="rewrite specs in the canonical style")
     p.add_argument("specs", nargs="+", metavar="SPEC",
@@ -76,7 +80,8 @@ def main(argv=None) -> int:
     if unknown:  # argparse would print the top-level usage for these
         sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return _COMMANDS[args.command](args)
+        with limits.override(**_limits(getattr(args, "limit", []))):
+            return _COMMANDS[args.command](args)
     except UsageError as e:
         sub.choices[args.command].error(str(e))  # its usage, then the message; exits with status 2
     except SpecError as e:
@@ -88,6 +93,16 @@ def main(argv=None) -> int:
     except OSError as e:
         print(terminal.diagnostic(f"error: {e}", sys.stderr), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: no output was left half-written", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug of ours: say so in a line, not a traceback, unless asked for one
+        if args.debug:
+            raise
+        print(terminal.diagnostic(f"error: internal error in archsmith, not in your spec: {type(e).__name__}: {e}",
+                                  sys.stderr), file=sys.stderr)
+        print("hint: run again with --debug for the traceback, and please report it", file=sys.stderr)
+        return 3
 
 
 def _spec_arguments(p) -> None:
@@ -96,6 +111,24 @@ def _spec_arguments(p) -> None:
     p.add_argument("--model", help="only this model of each file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model parameter")
     p.add_argument("--input", metavar="C,H,W", help="replace the declared input shape, e.g. 1,28,28")
+    _limit_argument(p)
+
+
+def _limit_argument(p) -> None:
+    p.add_argument("--limit", action="append", default=[], metavar="KEY=N",
+                   help=f"raise or lower one of the limits that bound what a spec may make the compiler do "
+                        f"({limits.Limits().describe()})")
+
+
+def _limits(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in limits.NAMES or not text.isdigit() or int(text) < 1:
+            raise UsageError(f"--limit takes KEY=N with N a positive number and KEY one of {', '.join(limits.NAMES)}; "
+                             f"got `{pair}`")
+        out[key] = int(text)
+    return out
 
 
 def _report(error: SpecError) -> None:
@@ -147,10 +180,12 @@ def _depth(text: str) -> int:
 def _value(text: str):
     """A --set value, read as a .arch expression: an int, float, bool, string or list."""
     from .evaluate import evaluate
+    from .loader import _shorten
     try:
         return evaluate(text)
-    except SpecError:
-        raise UsageError(f"--set value `{text}` is not a number, bool, string or list") from None
+    except SpecError as e:
+        raise UsageError(f"--set value `{_shorten(text)}` is not a number, bool, string or list: "
+                         f"{_shorten(e.message, 200)}") from None
 
 
 def _check(args) -> int:
@@ -187,14 +222,21 @@ def _compile(args) -> int:
             raise UsageError(f"two specs would both be written to {twice[0]}.py; compile them one at a time")
 
     def compile_one(spec):
+        output = str(Path(args.output) / f"{_stem(spec)}.py") if several else args.output
+        if output is not None:
+            _not_an_input(output, args.spec)
         source = to_python(spec, args.model, shape, deploy=args.deploy, **params)
-        if several:
-            write_atomic(str(Path(args.output) / f"{_stem(spec)}.py"), source)
-        elif args.output:
-            write_atomic(args.output, source)
+        if output is not None:
+            write_atomic(output, source)
         else:
             sys.stdout.write(source)
     return _each_spec(args, compile_one)
+
+
+def _not_an_input(output: str, specs) -> None:
+    """Refuse to write where a spec is: a typo such as `-o net.arch` must not overwrite the spec."""
+    if output.endswith(".arch") or any(isinstance(spec, str) and same_file(output, spec) for spec in specs):
+        raise UsageError(f"-o {output} would overwrite a spec; the output is Python source, name a .py file")
 
 
 def _stem(spec) -> str:
@@ -285,13 +327,46 @@ def _list(args) -> int:
 
 def _build(args) -> int:
     """Compile every bundled model into `output`: <model>.py, <model>.svg, <model>.txt (its summary),
-    and summary.md and index.html over all of them."""
+    and summary.md and index.html over all of them. The files are written to a new directory that
+    replaces `output` at the end, so an interrupted or failed build leaves the last one as it was."""
+    from .files import replace_directory, staging_directory
+    out = Path(args.output)
+    _check_build_directory(out)
+    staged = Path(staging_directory(str(out)))
+    try:
+        _build_into(staged, out, args.no_diagrams)
+        (staged / BUILD_MARK).write_text("made by `archsmith build`; the whole directory is replaced by the next\n")
+        replace_directory(str(staged), str(out))
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    print(f"summary: {out / 'summary.md'}; index: {out / 'index.html'}")
+    return 0
+
+
+BUILD_MARK = ".archsmith-build"
+BUILD_SUFFIXES = {".py", ".svg", ".txt", ".md", ".html", ".dot"}
+
+
+def _check_build_directory(out: Path) -> None:
+    """`build` replaces its output directory: only one it made, or one holding nothing else."""
+    if not out.exists():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise UsageError(f"-o {out} exists and is not a directory")
+    if (out / BUILD_MARK).exists():
+        return
+    foreign = [p.name for p in out.iterdir() if p.is_dir() or p.suffix not in BUILD_SUFFIXES]
+    if foreign:
+        raise UsageError(f"-o {out} holds files that `archsmith build` did not write ({', '.join(sorted(foreign)[:3])}), "
+                         "and a build replaces the whole directory; name another directory")
+
+
+def _build_into(staged: Path, out: Path, no_diagrams: bool) -> None:
     from .backends import summary
     from .backends.graphviz import draw
     from .backends.pytorch import emit
     from .compiler import bundled_models
     from .loader import Loader, list_bundled
-    out = Path(args.output)
     models, lines = [], {}
     loader = Loader()  # each file read once, for the count and the models
     progress = terminal.Progress(len(list_bundled(loader)))
@@ -300,11 +375,11 @@ def _build(args) -> int:
         for done, (_, model) in enumerate(bundled_models(loader), 1):
             name = model.name
             gen = emit([model])
-            write_atomic(str(out / f"{name}.py"), gen.source)
+            write_atomic(str(staged / f"{name}.py"), gen.source)
             lines[name] = gen.source.count("\n")
-            if not args.no_diagrams:
-                render(draw(model), str(out / f"{name}.svg"))
-            write_atomic(str(out / f"{name}.txt"), summary.summarize(model, depth=2).table() + "\n")
+            if not no_diagrams:
+                render(draw(model), str(staged / f"{name}.svg"))
+            write_atomic(str(staged / f"{name}.txt"), summary.summarize(model, depth=2).table() + "\n")
             models.append(model)
             progress.clear()
             print(f"{name}: {out / (name + '.py')}")
@@ -312,10 +387,8 @@ def _build(args) -> int:
     finally:
         progress.clear()
     table = summary.rows(models, lines)
-    write_atomic(str(out / "summary.md"), summary.markdown(table))
-    write_atomic(str(out / "index.html"), summary.index_html(table, diagrams=not args.no_diagrams))
-    print(f"summary: {out / 'summary.md'}; index: {out / 'index.html'}")
-    return 0
+    write_atomic(str(staged / "summary.md"), summary.markdown(table))
+    write_atomic(str(staged / "index.html"), summary.index_html(table, diagrams=not no_diagrams))
 
 
 def _primitives(args) -> int:
