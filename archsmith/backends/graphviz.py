@@ -116,6 +116,7 @@ class _Drawer:
         self.model = model
         self.depth = depth
         self.parameters = module_parameters(model.graph)
+        self.parameters_below = _parameters_below(self.parameters)
         self.extras, self.varying = _variation(model.root)
         self.producer = {}  # tensor key -> the node drawn for what made it
         self.passthrough = {}  # output key of an op not drawn -> the key it passes on
@@ -322,8 +323,7 @@ class _Drawer:
     def parameters_of(self, unit: _Unit) -> int:
         if unit.kind in ("ops", "param"):
             return sum(self.parameters.get(path, 0) for path in unit.modules)
-        prefix = unit.layer.path + "."
-        return sum(n for path, n in self.parameters.items() if path.startswith(prefix))
+        return self.parameters_below.get(unit.layer.path, 0)
 
     # ---------------------------------------------------------------- output
 
@@ -384,7 +384,9 @@ def _takes(chain: list, op: str) -> bool:
     or dropout after a layer (conv, bn, relu), or the layer after norms and activations (bn, relu,
     conv: pre-activation)."""
     if chain[0] in _FOLLOWERS:
-        return all(p in _FOLLOWERS for p in chain) and (op in _FOLLOWERS or op in _WEIGHTED)
+        # such a chain is built only here: followers, then at most one layer, which ends it; so its last
+        # op says whether all are followers (asking each would make a long run quadratic)
+        return chain[-1] in _FOLLOWERS and (op in _FOLLOWERS or op in _WEIGHTED)
     return op in _FOLLOWERS
 
 
@@ -480,3 +482,14 @@ def _describe(op: str, a: dict, out_shape) -> str:
     if op in ("dropout", "drop_path"):
         return f"{op} {a['p']}"
     return op
+
+
+def _parameters_below(parameters: dict) -> dict:
+    """Module path -> the parameters of the modules under it (`layer1` -> those of `layer1.0.conv1`, ...)."""
+    below: dict = {}
+    for path, n in parameters.items():
+        parts = path.split(".")
+        for end in range(1, len(parts)):
+            prefix = ".".join(parts[:end])
+            below[prefix] = below.get(prefix, 0) + n
+    return below
