@@ -76,6 +76,8 @@ def main(argv=None) -> int:
 
     sub.add_parser("lsp", help="run the language server on standard input and output (needs archsmith[lsp])")
 
+    for p in sub.choices.values():  # `archsmith compile --debug ...` as well as `archsmith --debug compile ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would print the top-level usage for these
         sub.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")

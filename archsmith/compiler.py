@@ -69,15 +69,17 @@ def _elaborate(loader, file, name, input_shape, params, input_channels=None) -> 
         if not defs:
             raise _no_model(file)
     elaborator = Elaborator(loader)
-    for loaded in list(loader.files.values()):  # what no model uses is checked too
-        elaborator.check_definitions(loaded)
     models = []
     for d in defs:
         try:
+            if not models:
+                for loaded in list(loader.files.values()):  # what no model uses is checked too
+                    elaborator.check_definitions(loaded)
             m = elaborator.elaborate(d, params, input_shape, input_channels)
-        except RecursionError:
-            raise SpecError(f"`{d.name}` nests expressions or blocks too deeply to evaluate", d.span,
-                            source=d.file.text) from None
+        except RecursionError:  # within the limits, but not within Python's stack
+            raise SpecError(f"`{d.name}` nests expressions, constants or blocks too deeply to evaluate", d.span,
+                            source=d.file.text,
+                            hint="lower the `nesting` limit (`--limit nesting=N`) to find where") from None
         validate(m.graph)
         check_inplace(m.graph)
         models.append(m)

@@ -88,6 +88,13 @@ def _literal_hint(name: str) -> Optional[str]:
     return f"did you mean `{literal}`? the literals are `true`, `false` and `none`" if literal else None
 
 
+def _function_hint(name: str, names: list) -> Optional[str]:
+    """The hint for an unknown function `name`, where `names` are the variables and definitions in scope."""
+    if hasattr(builtins, name):  # a Python function: only the language's value functions are near it
+        return f"`{name}` is a Python function; the built-in functions here are {', '.join(BUILTINS)}"
+    return layer_hint(name, names + list(PRIMITIVES) + list(BUILTINS))
+
+
 def layer_hint(name: str, candidates) -> Optional[str]:
     """For an unknown layer or function: the primitive it names in PyTorch's words, or a close candidate."""
     primitive = primitive_named(name)
@@ -545,11 +552,8 @@ class Evaluator:
             return self._call_builtin(BUILTINS[name], e, scope, values)
         if name in PRIMITIVES:
             return self._call_primitive(PRIMITIVES[name], e, scope)
-        if hasattr(builtins, name):  # a Python function: only the language's value functions are near it
-            hint = f"`{name}` is a Python function; the built-in functions here are {', '.join(BUILTINS)}"
-        else:
-            hint = layer_hint(name, list(scope.vars) + list(scope.file.scope) + list(PRIMITIVES) + list(BUILTINS))
-        raise self._err(f"unknown function `{name}`", e.func_span, scope.file, hint=hint)
+        raise self._err(f"unknown function `{name}`", e.func_span, scope.file,
+                        hint=_function_hint(name, list(scope.vars) + list(scope.file.scope)))
 
 
     def _call_fn(self, defn, e, scope):
@@ -619,6 +623,8 @@ class Evaluator:
             self._constant(constant)
         for defn in file.fns.values():
             self._check_fn(defn)
+        for defn in list(file.blocks.values()) + list(file.layer_defs.values()):
+            self._check_defaults(defn)
 
 
     def _check_fn(self, defn):
@@ -630,14 +636,26 @@ class Evaluator:
                 local |= target_names(node.targets)
             elif isinstance(node, (ast.For, ast.CompFor)):
                 local |= target_names(node.var if isinstance(node, ast.For) else node.target)
-        known = local | set(defn.file.scope) | set(PRIMITIVES)
-        for node in walk([defn.body, [p.default for p in defn.params]]):
+        self._check_names([defn.body, [p.default for p in defn.params]],
+                          local | set(defn.file.scope) | set(PRIMITIVES), defn.file)
+
+
+    def _check_names(self, nodes, known, file):
+        for node in walk(nodes):
             if isinstance(node, ast.Name) and node.id not in known:
-                raise self._err(f"unknown name `{node.id}`", node.span, defn.file,
-                                hint=did_you_mean(node.id, known))
+                raise self._err(f"unknown name `{node.id}`", node.span, file,
+                                hint=_literal_hint(node.id) or did_you_mean(node.id, known))
             if isinstance(node, ast.Call) and node.func not in known and node.func not in BUILTINS:
-                raise self._err(f"unknown function `{node.func}`", node.func_span, defn.file,
-                                hint=did_you_mean(node.func, known | set(BUILTINS)))
+                raise self._err(f"unknown function `{node.func}`", node.func_span, file,
+                                hint=_function_hint(node.func, list(known)))
+
+
+    def _check_defaults(self, defn):
+        """The names in a block's or def's defaults are known, whether or not a call leaves one to its default."""
+        defaults = [p.default for p in defn.params if p.default is not None]
+        local = {p.name for p in defn.params} | {n for node in walk(defaults) if isinstance(node, ast.CompFor)
+                                                 for n in target_names(node.target)}
+        self._check_names(defaults, local | set(defn.file.scope) | set(PRIMITIVES), defn.file)
 
 
     def _call_builtin(self, b, e, scope, values):

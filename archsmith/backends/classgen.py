@@ -1324,6 +1324,8 @@ class Translator:
             if name in PRIMITIVES and values and isinstance(values[0], TVal):
                 return self.call_primitive(PRIMITIVES[name], e, values)
             return self.builtin(name, values)
+        if name not in PRIMITIVES:  # in a branch these arguments do not take, so elaboration did not see it
+            raise Untranslatable((), f"unknown function {name}")
         return self.call_primitive(PRIMITIVES[name], e)
 
     def builtin(self, name, args):

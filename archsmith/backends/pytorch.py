@@ -604,5 +604,11 @@ def generate(models: list) -> str:
 def emit(models: list) -> Generator:
     """The generator that wrote `models`, its source in `.source`."""
     gen = Generator(models)
-    gen.generate()
+    try:
+        gen.generate()
+    except RecursionError:  # the spec's nesting is within the limits, but not within Python's stack here
+        first = models[0].definition
+        raise SpecError("the spec nests blocks, branches or expressions too deeply to write its classes",
+                        first.span, source=first.file.text,
+                        hint="lower the `nesting` limit (`--limit nesting=N`) to find where") from None
     return gen
