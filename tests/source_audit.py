@@ -19,10 +19,14 @@ something new must add it here, in review.
 * Names read: the function's own (parameters and assigned names), the module's (imports, classes,
   functions), or the builtins in BUILTINS. Nothing else: no eval, exec, compile, open, __import__,
   globals, vars, setattr, print, input, breakpoint, os, sys...
-* Names bound: no builtin, import, `self`/`cls` (but as the first parameter) or module-level name is
-  rebound by a parameter or a local.
+* Names bound: no builtin, import, `self` (but as a method's first parameter) or module-level name
+  (a model's factory excepted) is rebound by a parameter or a local; no module-level class or function
+  takes a name Python gives the module a meaning by (`__builtins__`, `__all__`, `__getattr__`...).
+* Python's own rewriting of names: in a class, no parameter, keyword or module-level name read is a
+  mangled `__name` (`_Class__name` to Python), and no method calling `super()` binds `__class__`.
 * Attributes: no name starting with `_` except `super().__init__`; a chain from torch, nn, F or math
-  is one of QUALIFIED exactly; `self.<attr> = ...` sets no nn.Module attribute.
+  is one of QUALIFIED exactly; `self.<attr> = ...` (or `add_module('<attr>', ...)`) sets no nn.Module
+  attribute and none of the class's own methods and class attributes, which would hide it.
 * `getattr(obj, name)` takes a non-dunder string literal or an f-string as its name; `setattr`,
   `delattr` and friends are not builtins here.
 """
@@ -154,7 +158,7 @@ class _Auditor:
             if names.count(s.name) > 1:
                 self.flag(s, f"`{s.name}` is defined {names.count(s.name)} times at module level")
             if s.name in PROTECTED or s.name in imported:
-                self.flag(s, f"module-level `{s.name}` shadows a builtin, an import, self or cls")
+                self.flag(s, f"module-level `{s.name}` shadows a builtin, an import or self")
             if s.name in MODULE_SPECIAL:
                 self.flag(s, f"module-level `{s.name}` replaces what Python means by `{s.name}`")
         self.module_names = imported | set(names) | {"__all__"}
@@ -246,7 +250,7 @@ class _Auditor:
         allowed_first = {"self", "cls"} if in_class else set()
         for name in sorted(local):
             if name in PROTECTED and not (first and first[0].arg == name and name in allowed_first):
-                self.flag(f, f"`{f.name}` binds `{name}`, which shadows a builtin, an import, self or cls")
+                self.flag(f, f"`{f.name}` binds `{name}`, which shadows a builtin, an import or self")
             elif name in self.module_names and name not in self.shadowable:
                 self.flag(f, f"`{f.name}` binds `{name}`, which shadows a module-level name")
             elif in_class and name == "__class__" and _calls_super(f):
@@ -333,6 +337,8 @@ class _Auditor:
 
     def expr(self, e, local):
         for node in ast.walk(e):
+            if isinstance(node, (ast.arguments, ast.arg)):  # a lambda's, flagged as the lambda
+                continue
             if not isinstance(node, EXPRESSIONS):
                 self.flag(node, f"{type(node).__name__} expression `{_short(node)}`")
                 continue
@@ -408,4 +414,4 @@ def audit(source: str) -> list:
         return [f"does not parse: {type(e).__name__}: {e}"]
     auditor = _Auditor()
     auditor.module(tree)
-    return auditor.problems
+    return list(dict.fromkeys(auditor.problems))
