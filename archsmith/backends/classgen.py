@@ -49,6 +49,8 @@ class Namespace:
         base = "".join(c if c.isalnum() or c == "_" else "_" for c in wanted) or "v"
         if base[0].isdigit():
             base = "_" + base
+        if base.startswith("__"):  # Python rewrites `__name` inside a class body to `_Class__name`
+            base = "_" + base.lstrip("_")
         name, i = base, 1
         while name in self.used or name in self.reserved:
             i += 1

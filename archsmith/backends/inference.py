@@ -146,14 +146,13 @@ class _DeployedClass:
             node[leaf] = self._constructor(n)
         out = []
         for name, sub in tree.items():
-            value = self._holder(sub, 2) if isinstance(sub, dict) else [sub]
-            target = f"self.{name}" if _attribute(name) else None
-            if target:
-                out.append(f"        {target} = {value[0]}")
+            lines = self._holder(sub, 2) if isinstance(sub, dict) else [sub]
+            if _attribute(name):
+                lines[0] = f"        self.{name} = {lines[0]}"
             else:
-                out.append(f"        self.add_module({literal(name)}, {value[0]}")
-                value[-1] += ")"
-            out += value[1:]
+                lines[0] = f"        self.add_module({literal(name)}, {lines[0]}"
+                lines[-1] += ")"
+            out += lines
         return out
 
     def _holder(self, tree: dict, depth: int) -> list:
@@ -261,7 +260,8 @@ def _fill(text: str, width: int) -> str:
 
 
 def _attribute(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name)
+    """Whether `self.<name>` reaches the layer `name`: an identifier Python leaves alone in a class body."""
+    return name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
 
 
 def _accessor(path: str) -> str:

@@ -499,7 +499,9 @@ def _suffix(info: ClassInfo, infos: list) -> str:
 def _docstring(comment: str, where: str, indent: str) -> list:
     """A docstring: the spec's comment (if any), then where the code came from; escaped."""
     def escape(text):
-        return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        # a NUL, a lone surrogate or a line break other than \n would not survive as a character
+        return "".join(c if c == "\n" or c.isprintable() else ascii(c)[1:-1] for c in text)
     text, where = escape(comment), escape(where)
     if not text or not where:
         one = text or where
