@@ -40,6 +40,7 @@ ARCHSMITH_DIR = str(ROOT / "archsmith")  # where archsmith should be imported fr
 SLOW_SECONDS = 1.0  # a case is slow past max(SLOW_SECONDS, SLOW_FACTOR x its unmutated source's compile)
 SLOW_FACTOR = 3.0
 HARD_TIMEOUT = 10.0  # a case still running then is stopped (SIGALRM) and counted slow
+MEMORY_HEADROOM = 3 * 2 ** 30  # address space a case may add to the process (RLIMIT_AS); 0: no limit
 
 # ------------------------------------------------------------------------------------------ tokens
 
@@ -151,7 +152,8 @@ SNIPPETS = ["(", ")", "{", "}", "[", "]", ",", "|", ":", "=", "x", "0", "-1", "1
             "float(\"nan\")", "range(0, 10, 0)", "log(0)", "sqrt(-1)", "exp(1000)", "max()", "zip()",
             "enumerate(1)", "list(1)", "sum([[1]])", "min([])", "[1, 2][1:0]", "\"ab\"[5]", "1 < 2 < 3",
             "10 ** 10 ** 10", "2 ** 64", "1 // 0", "1 % 0", "1 / 0", "0 ** -1", "-1 ** 0.5", "(-8) ** (1 / 3)",
-            "x.height", "x.width", "x.dim", "x.foo", "self", "__class__", "lambda", "None", "True", "yield",
+            "x.height", "x.width", "x.dim", "x.foo", "[[0] * 100000 for i in range(100000)]",
+            "[str(i) * 10000 for i in range(100000)]", "self", "__class__", "lambda", "None", "True", "yield",
             "import", "param", "buffer", "training", "x, y = x", "a, = [1]", "x += 1", "x[0] = 1"]
 
 IMPORTS = ["std", "resnet", "vgg", "nothing", "", "/", ".", "..", "std.arch", "../specs/std", "specs/std",
@@ -280,7 +282,7 @@ def m_odd_input(text, rng):
 
 def m_odd_argument(text, rng):
     """A keyword argument of a call (`stride=2`) given an odd value."""
-    spans = [m.span(2) for m in re.finditer(r"(\w+)=([^,)\n]+)", text)]
+    spans = [m.span(2) for m in re.finditer(r"(?<!\w)(\w+)=([^,)\n]+)", text)]  # (?<!\w): linear on 100k-char words
     if not spans:
         return m_odd_number(text, rng)
     start, end = rng.choice(spans)
@@ -338,7 +340,7 @@ def m_long_line(text, rng):
 
 
 NESTINGS = ["paren", "bracket", "neg", "not", "pow", "call", "cond", "index", "record", "comp", "if", "for",
-            "seq", "block_chain", "fn_chain", "const_chain", "pipe_paren", "brace"]
+            "seq", "block_chain", "fn_chain", "const_chain", "pipe_paren", "brace", "list_tree"]
 
 
 def nested(kind: str, n: int, inner: str = "1") -> str:
@@ -389,13 +391,23 @@ def chain_spec(kind: str, n: int) -> str:
         consts = [f"C{i} = C{i + 1} + 1" for i in range(n)]
         return "\n".join(consts + [f"C{n} = 1", "block B() { return x | c: conv2d(C0, 1) }",
                                    "model m = B() input [3, 8, 8]"]) + "\n"
+    if kind == "list_tree":  # T{i} = [T{i-1}, T{i-1}]: a list of 2**n leaves in n small lines
+        levels = min(n, 48)
+        trees = ["T0 = [1]"] + [f"T{i} = [T{i - 1}, T{i - 1}]" for i in range(1, levels + 1)]
+        return "\n".join(trees + ["block B() { return x | c: conv2d(len(T%d), 1) }" % levels,
+                                  "model m = B() input [3, 8, 8]"]) + "\n"
     raise ValueError(kind)
+
+
+CHAINS = ("block_chain", "fn_chain", "const_chain", "list_tree")
 
 
 def m_deep_nesting(text, rng):
     n = rng.choice([10, 100, 300, 500, 1000, 1000, 2000])
     kind = rng.choice(NESTINGS)
-    if kind in ("block_chain", "fn_chain", "const_chain"):
+    if kind == "list_tree":  # its cases run to the hard timeout (2**n leaves): rarely, and small
+        kind, n = (kind, rng.choice([12, 20, 30])) if rng.random() < 0.15 else ("const_chain", n)
+    if kind in CHAINS:
         return chain_spec(kind, n) if rng.random() < 0.5 else text + "\n" + chain_spec(kind, n).replace(
             "model m =", "model deep_chain =")
     tokens = tokenize(text)
@@ -804,6 +816,7 @@ class Outcome:
     traceback: str = ""
     detail: str = ""  # why unlocated or slow
     allowed: bool = False  # an unlocated error that is about no place in the spec
+    cpu: float = 0.0  # CPU seconds of the case (seconds is wall time)
 
     @property
     def failure(self) -> bool:
@@ -846,12 +859,13 @@ def check_import() -> str:
 
 def _innermost_archsmith_frame(tb) -> Optional[str]:
     """`archsmith/evaluate.py:_binary:351`: the innermost frame of the traceback in the compiler."""
+    import archsmith
+    package = os.path.dirname(os.path.abspath(archsmith.__file__))
     best = None
     for fs in traceback.extract_tb(tb):
-        parts = Path(fs.filename).parts
-        if "archsmith" in parts[:-1]:
-            inner = parts[len(parts) - 1 - parts[::-1].index("archsmith"):]
-            best = f"{'/'.join(inner)}:{fs.name}:{fs.lineno}"
+        if os.path.abspath(fs.filename).startswith(package + os.sep):
+            inner = os.path.relpath(os.path.abspath(fs.filename), os.path.dirname(package))
+            best = f"{inner.replace(os.sep, '/')}:{fs.name}:{fs.lineno}"
     return best
 
 
@@ -881,6 +895,33 @@ def _scratch_file(data: bytes) -> str:
 MODES = ("compile", "check", "deploy", "format", "lsp", "file")
 
 
+def _limit_memory():
+    """Lower the soft RLIMIT_AS to the process's size + MEMORY_HEADROOM, so that a case that builds a
+    huge value gets a MemoryError (a crash) instead of the machine's memory -> the limits to restore."""
+    if not MEMORY_HEADROOM:
+        return None
+    try:
+        import resource
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = size + MEMORY_HEADROOM
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        if soft != resource.RLIM_INFINITY and soft <= limit:
+            return None  # already as tight
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        return soft, hard
+    except (ImportError, OSError, ValueError):
+        return None
+
+
+def _restore_memory(previous):
+    if previous is not None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, previous)
+
+
 def _call(text, model, mode):
     import archsmith
     from archsmith.loader import SpecText
@@ -905,7 +946,7 @@ def _call(text, model, mode):
 
 
 def run_case(text: Union[str, bytes], model: Optional[str] = None, mode: str = "compile",
-             slow_after: Optional[float] = None, hard_timeout: float = HARD_TIMEOUT) -> Outcome:
+             slow_after: Optional[float] = None, hard_timeout: Optional[float] = None) -> Outcome:
     """Compile `text` (one `model` of it, or all) and classify what happened.
 
     mode: "compile" (archsmith.compile of the text), "deploy" (compile(deploy=True)), "check" (what
@@ -915,14 +956,16 @@ def run_case(text: Union[str, bytes], model: Optional[str] = None, mode: str = "
     slow_after: seconds past which the case is slow (default SLOW_SECONDS); the caller scales it by
     the unmutated source's compile time (`slow_threshold`)."""
     slow_after = SLOW_SECONDS if slow_after is None else slow_after
+    hard_timeout = HARD_TIMEOUT if hard_timeout is None else hard_timeout
     use_alarm = hard_timeout and hasattr(signal, "setitimer")
     if use_alarm:
         try:
             previous = signal.signal(signal.SIGALRM, _on_alarm)
         except ValueError:  # not the main thread
             use_alarm = False
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     error, tb = None, None
+    memory = _limit_memory()
     try:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, hard_timeout)
@@ -943,12 +986,15 @@ def run_case(text: Union[str, bytes], model: Optional[str] = None, mode: str = "
             raise
         error, tb = e, e.__traceback__
     finally:
+        _restore_memory(memory)
         if use_alarm:
             signal.signal(signal.SIGALRM, previous)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     outcome = _classify(error, tb, text, seconds)
-    if seconds > slow_after and outcome.kind != "crash":
-        outcome.detail = f"slow: {seconds:.2f} s > {slow_after:.2f} s, then {outcome.kind}" + (
+    outcome.cpu = cpu
+    # slow: past the threshold in wall time and in CPU time, so that a busy machine does not make it slow
+    if min(seconds, cpu) > slow_after and outcome.kind != "crash":
+        outcome.detail = f"slow: {seconds:.2f} s ({cpu:.2f} s CPU) > {slow_after:.2f} s, then {outcome.kind}" + (
             f": {outcome.message}" if outcome.message else "")
         outcome.kind = "slow"
     return outcome
@@ -1042,6 +1088,8 @@ class Case:
 
     @property
     def replay(self) -> str:
+        if self.seed < 0:
+            return "not a numbered case: its text and mutations above are the repro"
         extra = f" --mutators {','.join(self.mutators)}" if self.mutators else ""
         return f"python scripts/soak.py --seed {self.seed} --case {self.index}{extra}"
 
@@ -1078,7 +1126,7 @@ def run(case: Case, confirm_slow: bool = True) -> Outcome:
     outcome = run_case(case.text, case.model, case.mode, slow_after=SLOW_SECONDS)
     if outcome.kind == "slow" and outcome.error != "timeout":
         threshold = slow_threshold(case.source, case.model, case.mode)
-        if outcome.seconds <= threshold:
+        if min(outcome.seconds, outcome.cpu) <= threshold:
             outcome.kind = _unslow(outcome)
         elif confirm_slow:
             again = run_case(case.text, case.model, case.mode, slow_after=threshold)
@@ -1116,6 +1164,52 @@ def report(failures, limit=12) -> str:
         case, outcome = min(items, key=lambda co: len(co[0].text))
         lines.append(f"* {len(items)} x {sig}\n  " + describe(case, outcome).replace("\n", "\n  "))
     return "\n".join(lines)
+
+
+def case_of(text: str, source: str = "test", ops=(), mode: str = "compile") -> Case:
+    """A case of a given text (not a numbered case of a run), compiling its first model."""
+    models = models_in(text) if isinstance(text, str) else []
+    if not models and mode in ("compile", "deploy"):
+        mode = "check"
+    return Case(-1, -1, source, text, models[0] if models else None, mode, list(ops))
+
+
+# ------------------------------------------------------------------------------------- hypothesis
+
+def spliced_specs():
+    """A source with up to 20 characters replaced by `st.text()` (any unicode but surrogates) ->
+    (source name, text, what was spliced)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def strategy(draw):
+        src = draw(st.sampled_from(sources()))
+        start = draw(st.integers(0, len(src.text)))
+        end = draw(st.integers(start, min(len(src.text), start + 20)))
+        junk = draw(st.text(max_size=30))
+        return src.name, src.text[:start] + junk + src.text[end:], f"text[{start}:{end}] = {junk!r}"
+    return strategy()
+
+
+def generated_specs(odd: float = 0.02):
+    """`random_spec` with hypothesis's choices."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def strategy(draw):
+        return random_spec(DrawChooser(draw), odd)
+    return strategy()
+
+
+def token_soup():
+    """Sequences of tokens of the language (the sources' words, newlines, odd values), alone or as
+    the body of a block of a model -> text."""
+    from hypothesis import strategies as st
+    words = st.sampled_from(vocabulary() + ("\n", "\n", "{", "}", "(", ")", "|", "=") + tuple(ODD_NUMBERS[:20]))
+    soup = st.lists(words, min_size=1, max_size=40).map(" ".join)
+    in_block = soup.map(lambda body: "block B(out = 8) {\n    " + body + "\n    return x\n}\n"
+                                     "model m = B() input [3, 8, 8]\n")
+    return st.one_of(soup, in_block)
 
 
 # ------------------------------------------------------------------------------------ minimizing
