@@ -272,7 +272,7 @@ class Evaluator:
         saved = {n: scope.vars.get(n, MISSING) for n in names}
         out = []
         try:
-            self._comprehend(e, 0, scope, out)
+            self._comprehend(e, 0, scope, out, [0])
         finally:
             for n, v in saved.items():
                 if v is MISSING:
@@ -282,20 +282,22 @@ class Evaluator:
         return self._check_size(out, e.span, scope)
 
 
-    def _comprehend(self, e, index, scope, out):
+    def _comprehend(self, e, index, scope, out, total):
         if index == len(e.clauses):
-            out.append(self.eval(e.item, scope))
-            if len(out) > limits.current().value_size:
+            item = self.eval(e.item, scope)
+            out.append(item)
+            total[0] += 1 + value_size(item, self._sizes)  # as it grows: its items may be large lists
+            if total[0] > limits.current().value_size:
                 raise self._too_large(e.span, scope)
             return
         clause = e.clauses[index]
         if isinstance(clause, ast.CompIf):
             if self._truth(self.eval(clause.cond, scope), clause.cond.span, scope):
-                self._comprehend(e, index + 1, scope, out)
+                self._comprehend(e, index + 1, scope, out, total)
             return
         for v in self._iterable(clause.iterable, scope):
             self._bind_target(clause.target, v, clause.span, scope)
-            self._comprehend(e, index + 1, scope, out)
+            self._comprehend(e, index + 1, scope, out, total)
 
 
     def _bind_target(self, target, value, span, scope):

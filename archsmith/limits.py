@@ -20,7 +20,7 @@ class Limits:
     loop_iterations: int = 1_000_000  # iterations of all the loops of one model
     call_depth: int = 64  # calls of fns inside calls of fns
     block_depth: int = 64  # blocks instantiated inside blocks
-    graph_nodes: int = 200_000  # ops in one model
+    graph_nodes: int = 50_000  # ops in one model: the largest bundled model has 4,811
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))

@@ -360,7 +360,7 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> SpecError:
 
 
 def _end_position(text: str):
-    lines = text.splitlines() or [""]
+    lines = text.split("\n")  # lines as the lexer counts them: \f and U+2028 are not breaks
     return len(lines), len(lines[-1]) + 1
 
 

@@ -39,6 +39,9 @@ ARCHSMITH_DIR = str(ROOT / "archsmith")  # where archsmith should be imported fr
 
 SLOW_SECONDS = 1.0  # a case is slow past max(SLOW_SECONDS, SLOW_FACTOR x its unmutated source's compile)
 SLOW_FACTOR = 3.0
+PARSE_SECONDS_PER_CHAR = 40e-6  # Lark's parser with positions per character of dense text, twice (format), with room
+LIMIT_SECONDS = 4.0  # reaching a limit of archsmith.limits: the work up to it (a 50,000-op graph, a million iterations)
+REACHED_A_LIMIT = re.compile(r"then located: .*(more than [\d,]+ (ops|times|items)|nest more than \d+|larger than the limit)")
 HARD_TIMEOUT = 10.0  # a case still running then is stopped (SIGALRM) and counted slow
 MEMORY_HEADROOM = 3 * 2 ** 30  # address space a case may add to the process (RLIMIT_AS); 0: no limit
 
@@ -1125,7 +1128,10 @@ def run(case: Case, confirm_slow: bool = True) -> Outcome:
     (the machine may have been busy)."""
     outcome = run_case(case.text, case.model, case.mode, slow_after=SLOW_SECONDS)
     if outcome.kind == "slow" and outcome.error != "timeout":
-        threshold = slow_threshold(case.source, case.model, case.mode)
+        # parsing is linear but not free: a long text may take its length times PARSE_SECONDS_PER_CHAR;
+        # a spec that runs into a limit does the work up to it, which is linear and bounded
+        threshold = max(slow_threshold(case.source, case.model, case.mode), PARSE_SECONDS_PER_CHAR * len(case.text),
+                        LIMIT_SECONDS if REACHED_A_LIMIT.search(outcome.detail) else 0)
         if min(outcome.seconds, outcome.cpu) <= threshold:
             outcome.kind = _unslow(outcome)
         elif confirm_slow:
