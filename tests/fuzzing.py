@@ -22,7 +22,6 @@ resolution, elaboration, shape inference, code generation), and every case ends 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import random
 import re
