@@ -361,6 +361,8 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> SpecError:
 
 def _end_position(text: str):
     lines = text.split("\n")  # lines as the lexer counts them: \f and U+2028 are not breaks
+    if len(lines) > 1 and not lines[-1]:  # the end of the last line, not the start of an empty one
+        lines.pop()
     return len(lines), len(lines[-1]) + 1
 
 
