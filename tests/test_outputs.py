@@ -144,7 +144,7 @@ def test_stdin_is_a_spec(spec):
 
 def test_ctrl_c_while_compiling_prints_no_traceback(tmp_path):
     slow = tmp_path / "slow.arch"
-    slow.write_text("block Net() {\n    for i in range(60000) { x = x | relu() }\n    return x\n}\n"
+    slow.write_text("block Net() {\n    for i in range(40000) { x = x | relu() }\n    return x\n}\n"
                     "model net = Net() input [3, 8, 8]\n")
     process = subprocess.Popen([sys.executable, "-m", "archsmith", "compile", str(slow), "-o", str(tmp_path / "o.py")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
