@@ -78,6 +78,31 @@ def test_a_long_loop_compiles_and_every_layer_is_in_the_module():
     assert model.graph.number_of_nodes() == 20002
 
 
+def test_an_expression_that_doubles_in_each_iteration_is_written_as_its_value():
+    # The record's field is inlined twice per iteration: written over `w`, the expression would
+    # have 2**40 terms. The generator makes `w` a literal instead.
+    text = ("block B(w = 2) {\n    r = {a: w}\n    for i in range(40) {\n        r = {a: r.a * r.a % 7 + 1}\n"
+            "    }\n    return x | conv: conv2d(r.a, 1)\n}\nmodel m = B() input [3, 8, 8]\n")
+    expected = 2
+    for _ in range(40):
+        expected = expected * expected % 7 + 1
+    namespace = {}
+    exec(archsmith.compile(text), namespace)
+    assert namespace["B"]().conv.out_channels == expected
+    assert "w" not in namespace["B"].__init__.__code__.co_varnames
+
+
+@pytest.mark.parametrize("line", ["x = x | PICK", "x = x | c2: conv2d(frob(w), 1)"])
+def test_an_unknown_name_in_a_branch_not_taken_fixes_the_condition(line):
+    # Elaboration never sees the branch; the class is written for the value of `w` that skips it.
+    text = (f"block B(w = 2) {{\n    if w > 100 {{\n        {line}\n    }}\n    return x | c: conv2d(4, 1)\n}}\n"
+            "model m = B() input [3, 8, 8]\n")
+    namespace = {}
+    exec(archsmith.compile(text), namespace)
+    parameters = namespace["B"].__init__.__code__.co_varnames
+    assert "in_channels" in parameters and "w" not in parameters
+    assert namespace["B"](in_channels=5).c.in_channels == 5
+
 def test_limits_are_configurable():
     text = "block Net() {\n    for i in range(50) { x = x | relu() }\n    return x\n}\nmodel net = Net() input [3, 8, 8]\n"
     with limits.override(graph_nodes=20):

@@ -1327,7 +1327,7 @@ class Translator:
                 return self.call_primitive(PRIMITIVES[name], e, values)
             return self.builtin(name, values)
         if name not in PRIMITIVES:  # in a branch these arguments do not take, so elaboration did not see it
-            raise Untranslatable((), f"unknown function {name}")
+            raise Untranslatable(self.branch_deps, f"unknown function {name}")
         return self.call_primitive(PRIMITIVES[name], e)
 
     def builtin(self, name, args):
@@ -1538,8 +1538,10 @@ class Translator:
             target = self.file.scope[fname]
             if isinstance(target, ast.Assign):
                 target = self.gen.constant(target).defn
-        else:
+        elif fname in PRIMITIVES:
             target = PRIMITIVES[fname]
+        else:  # in a branch these arguments do not take, so elaboration did not see it
+            raise Untranslatable(self.branch_deps, f"unknown layer {fname}")
         return self.apply_target(target, [(a.name, self.eval(a.value)) for a in c.args], name, x, seq)
 
     def apply_target(self, target, args, name, x: TVal, seq):

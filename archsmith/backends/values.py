@@ -17,6 +17,10 @@ PREC = {"or": 1, "and": 2, "not": 3, "cmp": 4, "+": 5, "-": 5, "*": 6, "/": 6, "
         "**": 8}
 ATOM = 100
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+# The longest expression written over constructor parameters. A spec can make one grow exponentially
+# (`r = {a: r.a * r.a}` in a loop inlines the field twice per iteration); past this length the
+# generator writes the values it depends on as literals instead.
+MAX_EXPRESSION = 10_000
 
 
 class Untranslatable(Exception):
@@ -41,6 +45,10 @@ class Dyn:
     boolean: bool = False  # a comparison or a logical operation: its Python value is a bool
     classes: frozenset = frozenset()  # for a class passed as a value: id()s of the blocks it may be
     terms: tuple = None  # for a sum: ((term source, precedence, int coefficient), ...), int constant
+
+    def __post_init__(self):
+        if len(self.src) > MAX_EXPRESSION:
+            raise Untranslatable(self.deps, f"an expression longer than {MAX_EXPRESSION:,} characters")
 
 
 @dataclass(frozen=True)
