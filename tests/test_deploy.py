@@ -195,6 +195,8 @@ model net = Net() input [8, 12]
     ("return (x | a: conv2d(4, 3, padding=1)) + (x | b: conv2d(4, 1)) + 1.0", 1, 0),
     # dropout, drop-path and what only training runs are gone
     ("y = x | a: conv2d(4, 3, padding=1) | dropout(0.5) | drop_path(0.3)\n    if training {\n        return y, y | b: conv2d(4, 1)\n    }\n    return y", 1, 0),
+    # layers whose modules the generated file defines (LayerNorm2d, Permute)
+    ("return x | a: conv2d(4, 3, padding=1) | ln: layernorm2d() | p: seq { permute([0, 2, 3, 1]); relu() }", 1, 0),
 ])
 def test_what_the_pass_leaves_still_computes_the_same(body, convs, norms):
     model = build(f"block Net() {{\n    {body}\n}}\nmodel net = Net() input [4, 6, 6]\n")
@@ -265,6 +267,28 @@ def test_deploy_needs_the_spec_of_a_model_not_built_by_archsmith():
     randomize(bare)
     deployed = archsmith.deploy(bare, "resnet18")
     assert same_function(bare, deployed, torch.randn(1, 3, 64, 64)) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["keys", "update", "pop", "values", "0", "a-b", "__x"])
+def test_a_nested_layer_may_have_any_name_a_block_may_give_it(name):
+    # the holders of nested layers have no members of their own that such a name could hide
+    model = build(f'block Inner() {{\n    return x | "{name}": conv2d(4, 1) | n: batchnorm2d()\n}}\n'
+                  'block Net() {\n    return x | blk: Inner()\n}\nmodel net = Net() input [3, 8, 8]\n')
+    deployed = archsmith.deploy(model)
+    x = torch.randn(2, 3, 8, 8)
+    assert same_function(model, deployed, x) < 1e-5
+    assert [k for k in deployed.state_dict()] == [f"blk.{name}.weight", f"blk.{name}.bias"]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(deployed)(x), deployed(x))
+
+
+@pytest.mark.parametrize("name", ["FUSED", "from_trained"])
+def test_a_layer_named_as_a_member_of_the_inference_class_is_a_located_error(name):
+    spec = f"block Net() {{\n    return x | c: conv2d(4, 1) | {name}: conv2d(4, 1)\n}}\nmodel net = Net() input [3, 8, 8]\n"
+    archsmith.compile(spec)
+    with pytest.raises(archsmith.SpecError, match=f"`{name}` would be hidden") as caught:
+        archsmith.compile(spec, deploy=True)
+    assert (caught.value.line, caught.value.column) == (2, 36 + len(name))  # the layer's call
 
 
 def test_deploy_keeps_the_dtype():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import json
 import keyword
 import re
 from contextlib import contextmanager
@@ -1982,14 +1981,23 @@ def _fstring(parts) -> str:
     out = []
     for p in parts:
         if isinstance(p, (str, Const)):
-            text = json.dumps(p if isinstance(p, str) else format_value(p.value))[1:-1]
-            out.append(text.replace("{", "{{").replace("}", "}}"))
+            text = p if isinstance(p, str) else format_value(p.value)
+            out.append("".join(_fstring_char(c) for c in text))
             continue
         source = src(p)
         if "\\" in source or '"' in source:  # not allowed inside an f-string's braces before Python 3.12
             raise Untranslatable(deps(p), "a layer name interpolating a string with quotes or backslashes")
         out.append("{" + source + "}")
     return 'f"' + "".join(out) + '"'
+
+
+def _fstring_char(c: str) -> str:
+    """`c` in the text of a double-quoted f-string, escaped as `repr` would escape it."""
+    if c in '\\"':
+        return "\\" + c
+    if c in "{}":
+        return c + c
+    return c if c.isprintable() else ascii(c)[1:-1]
 
 
 def _spec_text(node, file) -> str:

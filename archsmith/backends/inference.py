@@ -8,22 +8,26 @@ function written into the file: the one implementation of the arithmetic, for th
 from __future__ import annotations
 
 import keyword
+import re
 import textwrap
 
+from ..errors import SpecError
 from ..reparam import deploy_graph
 from ..ir import Model
 from ..primitives import primitive_of
 from .classgen import _Args
-from .pytorch import _docstring, wrap_line
+from .pytorch import SUPPORT, _docstring, wrap_line
 from .values import Const, literal
 
+_CLASS_MEMBERS = ("FUSED", "from_trained")  # of each inference network's class: no layer may take them
 _OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@"}
 
 _SUPPORT = '''
 
-class Layers(nn.ModuleDict):
-    """Named layers (and free parameters), kept under the trained model's checkpoint keys; indexed by
-    name (`self.layer1['0'].conv1`), which TorchScript compiles."""
+class Layers(nn.Module):
+    """Named layers (and free parameters), kept under the trained model's checkpoint keys: read as
+    attributes (`self.layer1.conv1`), or by `getattr` where a name is no identifier
+    (`getattr(self.layer1, '0')`), which TorchScript compiles too."""
 
     def __init__(self, layers: dict = None, **named) -> None:
         super().__init__()
@@ -79,6 +83,9 @@ def generate_deployed(models: list) -> str:
               "from a trained model with `<Class>.from_trained(trained.state_dict())`.")
     head = _docstring(_fill(marker, 100), "", "") + ["", "import torch", "import torch.nn.functional as F", "from torch import Tensor, nn"]
     out = "\n".join(head) + "\n" + _SUPPORT
+    for names, lines in SUPPORT:  # the helper modules the layers are (LayerNorm2d)
+        if any(re.search(rf"\b{name}\(", line) for class_lines in classes for line in class_lines for name in names):
+            out += "\n\n" + "\n".join(lines) + "\n"
     for lines in classes:
         out += "\n\n" + "\n".join(lines) + "\n"
     return out
@@ -140,6 +147,8 @@ class _DeployedClass:
             if d["module"] is None or d["op"] in ("input", "output") or not self._stateful(n):
                 continue
             *parents, leaf = d["module"].split(".")
+            if d["module"].split(".")[0] in _CLASS_MEMBERS:
+                self._hidden(d["module"].split(".")[0], d["span"])
             node = tree
             for name in parents:
                 node = node.setdefault(name, {})
@@ -154,6 +163,12 @@ class _DeployedClass:
                 lines[-1] += ")"
             out += lines
         return out
+
+    def _hidden(self, name, span):
+        file = self.model.definition.file
+        raise SpecError(f"a layer named `{name}` would be hidden by `{self.name}.{name}` of the inference network",
+                        span, source=file.text if span is not None and span.path == file.path else None,
+                        hint=f"rename the layer: `{name}` is a member of every class `--deploy` writes")
 
     def _holder(self, tree: dict, depth: int) -> list:
         """`Layers(conv1=..., bn1=...)`, or `Layers({"0": ...})` for names that are not identifiers, one
@@ -265,11 +280,10 @@ def _attribute(name: str) -> bool:
 
 
 def _accessor(path: str) -> str:
-    """`self.layer1["0"].conv1` for the layer at checkpoint key prefix `layer1.0.conv1`."""
-    first, *rest = path.split(".")
-    out = f"self.{first}" if _attribute(first) else f"getattr(self, {literal(first)})"
-    for name in rest:
-        out += f".{name}" if _attribute(name) else f"[{literal(name)}]"
+    """`getattr(self.layer1, '0').conv1` for the layer at checkpoint key prefix `layer1.0.conv1`."""
+    out = "self"
+    for name in path.split("."):
+        out = f"{out}.{name}" if _attribute(name) else f"getattr({out}, {literal(name)})"
     return out
 
 

@@ -500,8 +500,9 @@ def _docstring(comment: str, where: str, indent: str) -> list:
     """A docstring: the spec's comment (if any), then where the code came from; escaped."""
     def escape(text):
         text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-        # a NUL, a lone surrogate or a line break other than \n would not survive as a character
-        return "".join(c if c == "\n" or c.isprintable() else ascii(c)[1:-1] for c in text)
+        # a NUL or a line break other than \n would not survive as a character, and a class cannot
+        # have a lone surrogate in its docstring: the docstring shows their escapes as text
+        return "".join(c if c == "\n" or c.isprintable() else "\\" + ascii(c)[1:-1] for c in text)
     text, where = escape(comment), escape(where)
     if not text or not where:
         one = text or where
