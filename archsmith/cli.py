@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, limits, terminal
-from .errors import SpecError
+from .errors import SpecError, shorten
 from .files import same_file, write_atomic
 from .loader import SpecText
 
@@ -125,11 +125,13 @@ def _limit_argument(p) -> None:
 def _limits(pairs) -> dict:
     out = {}
     for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or key not in limits.NAMES or not text.isdigit() or int(text) < 1:
-            raise UsageError(f"--limit takes KEY=N with N a positive number and KEY one of {', '.join(limits.NAMES)}; "
-                             f"got `{pair}`")
-        out[key] = int(text)
+        key, _, text = pair.partition("=")
+        out[key] = int(text) if text.isdigit() else text
+        try:
+            limits.changed(**{key: out[key]})
+        except (TypeError, ValueError):
+            raise UsageError(f"--limit takes KEY=N with N a positive number and KEY one of "
+                             f"{', '.join(limits.NAMES)}; got `{pair}`") from None
     return out
 
 
@@ -182,12 +184,11 @@ def _depth(text: str) -> int:
 def _value(text: str):
     """A --set value, read as a .arch expression: an int, float, bool, string or list."""
     from .evaluate import evaluate
-    from .loader import _shorten
     try:
         return evaluate(text)
     except SpecError as e:
-        raise UsageError(f"--set value `{_shorten(text)}` is not a number, bool, string or list: "
-                         f"{_shorten(e.message, 200)}") from None
+        raise UsageError(f"--set value `{shorten(text)}` is not a number, bool, string or list: "
+                         f"{shorten(e.message, 200)}") from None
 
 
 def _check(args) -> int:

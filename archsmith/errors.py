@@ -83,3 +83,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> Optional[str]:
     same = [c for c in candidates if c.lower() == word.lower()]
     close = same or difflib.get_close_matches(word, candidates, n=1, cutoff=0.7)
     return f"did you mean `{close[0]}`?" if close else None
+
+
+def shorten(text: str, most: int = 80) -> str:
+    """`text`, cut to `most` characters with an ellipsis, to quote in a message."""
+    return text if len(text) <= most else text[:most - 1] + "…"

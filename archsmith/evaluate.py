@@ -874,7 +874,7 @@ def value_size(value, known: dict) -> int:
     sizes: dict = {}  # id -> size of the lists and records measured in this call
 
     def items_of(v):
-        return list(v.fields.values()) if isinstance(v, Record) else v if isinstance(v, list) else None
+        return v.fields.values() if isinstance(v, Record) else v if isinstance(v, list) else None
 
     def measured(v):
         if id(v) in sizes:

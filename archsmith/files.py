@@ -8,7 +8,6 @@ import secrets
 import shutil
 import signal
 import stat
-import tempfile
 
 
 class OutputError(OSError):
@@ -25,7 +24,7 @@ def write_atomic(path: str, data) -> None:
         os.makedirs(directory, exist_ok=True)
         if os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "Is a directory")
-        tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
+        tmp = _beside(target)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to any write
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
@@ -49,7 +48,7 @@ def staging_directory(target: str) -> str:
     parent = os.path.dirname(os.path.abspath(target))
     try:
         os.makedirs(parent, exist_ok=True)
-        path = os.path.join(parent, f".{os.path.basename(os.path.abspath(target))}.{secrets.token_hex(4)}.tmp")
+        path = _beside(target)
         os.mkdir(path, 0o777)
     except OSError as e:
         raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
@@ -63,16 +62,22 @@ def replace_directory(staged: str, target: str) -> None:
     with _signals_held():
         aside = None
         if os.path.lexists(target):
-            aside = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".archsmith-old-")
-            os.rename(target, os.path.join(aside, "old"))
+            aside = _beside(target)
+            os.rename(target, aside)
         try:
             os.rename(staged, target)
         except BaseException:
             if aside is not None:
-                os.rename(os.path.join(aside, "old"), target)
+                os.rename(aside, target)
             raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def _beside(target: str) -> str:
+    """A new hidden name in the directory of `target`: `.name.1a2b3c4d.tmp`."""
+    target = os.path.abspath(target)
+    return os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
 
 
 @contextlib.contextmanager

@@ -36,16 +36,22 @@ def current() -> Limits:
     return _current.get()
 
 
-@contextlib.contextmanager
-def override(**changes):
-    """Compile under other limits inside a `with` block: ``with override(graph_nodes=1_000_000): ...``."""
+def changed(**changes) -> Limits:
+    """The limits in force here with `changes`; a TypeError for a name that is no limit, a ValueError
+    for a value that is not a positive int."""
     unknown = sorted(set(changes) - set(NAMES))
     if unknown:
         raise TypeError(f"no limit named {', '.join(unknown)}; the limits are {', '.join(NAMES)}")
     for name, value in changes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"limit {name} must be a positive int, not {value!r}")
-    token = _current.set(dataclasses.replace(current(), **changes))
+    return dataclasses.replace(current(), **changes)
+
+
+@contextlib.contextmanager
+def override(**changes):
+    """Compile under other limits inside a `with` block: ``with override(graph_nodes=1_000_000): ...``."""
+    token = _current.set(changed(**changes))
     try:
         yield current()
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import ast, limits
-from .errors import SpecError
+from .errors import SpecError, shorten
 from .parser import parse
 
 
@@ -178,12 +178,8 @@ def resolve_spec(spec, loader: Optional[Loader] = None):
         file = loader.load_path(path)
         if spec in file.models:
             return loader, file, spec
-    raise SpecError(f"`{_shorten(spec)}` is neither a .arch file nor a bundled model",
+    raise SpecError(f"`{shorten(spec)}` is neither a .arch file nor a bundled model",
                     hint=_model_hint(spec, loader))
-
-
-def _shorten(text: str, most: int = 80) -> str:
-    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def _is_file(spec: str) -> bool:

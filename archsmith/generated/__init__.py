@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import tempfile
+
+from ..files import write_atomic
 
 
 def cache_dir() -> str:
@@ -25,20 +26,9 @@ __path__.append(cache_dir())  # noqa: F821 - a package's own search path
 def load(source: str):
     """The module whose source is `source`, written to the cache if it is not there yet."""
     name = "m_" + hashlib.sha256(source.encode()).hexdigest()[:20]
-    directory = cache_dir()
-    path = os.path.join(directory, name + ".py")
+    path = os.path.join(cache_dir(), name + ".py")
     if not _holds(path, source):
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(source)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)  # atomic: a reader sees the whole file or none
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, source)  # a reader sees the whole file or none
         importlib.invalidate_caches()
     return importlib.import_module(f"{__name__}.{name}")
 
