@@ -70,7 +70,7 @@ def _range(text: str, span) -> dict:
 def _position(lines: list, line: int, column: int) -> dict:
     """A 1-based (line, character column) -> LSP's 0-based line and UTF-16 column."""
     before = lines[line - 1][:column - 1] if line <= len(lines) else ""
-    return {"line": line - 1, "character": len(before.encode("utf-16-le")) // 2}
+    return {"line": line - 1, "character": len(before.encode("utf-16-le", "surrogatepass")) // 2}
 
 
 def _column(text: str, line: int, character: int) -> int:
@@ -79,7 +79,7 @@ def _column(text: str, line: int, character: int) -> int:
     for i, c in enumerate(text.split("\n")[line]):
         if units >= character:
             return i
-        units += len(c.encode("utf-16-le")) // 2
+        units += len(c.encode("utf-16-le", "surrogatepass")) // 2
     return len(text.split("\n")[line])
 
 

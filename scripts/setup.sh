@@ -26,6 +26,6 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/pip install $quiet --disable-pip-version-check -c constraints.txt torch -e .
 if [[ $mode == --test ]]; then
-    .venv/bin/pip install $quiet --disable-pip-version-check -c constraints.txt torch torchvision timm pytest hypothesis scikit-learn pygls
+    .venv/bin/pip install $quiet --disable-pip-version-check -c constraints.txt torch torchvision timm pytest hypothesis scikit-learn pygls onnx onnxruntime onnxscript
 fi
 echo "$current $mode" >> "$stamp"

@@ -123,6 +123,36 @@ def test_limits_are_configurable():
     assert limits.current() == limits.Limits()
 
 
+def test_a_constant_pad_of_the_channels_is_written():
+    # the soak's crash: the generator's shapes took the channel pair of `pad` for a spatial one
+    text = ("block B(c = 3) {\n    y = x | conv: conv2d(c, 1)\n    return pad(y, [0, 0, 0, 0, 1, 2])\n}\n"
+            "model m = B() input [3, 8, 8]\n")
+    namespace = {}
+    exec(archsmith.compile(text), namespace)
+    import torch
+    assert namespace["B"](c=4)(torch.zeros(1, 3, 8, 8)).shape == (1, 7, 8, 8)
+
+
+@pytest.mark.parametrize("line", ["y = (x > 0.5) * x", "y = x | conv3x3"])
+def test_what_elaboration_would_refuse_in_a_branch_not_taken_fixes_the_condition(line):
+    # a comparison of tensors, a def called without its argument: errors where the branch is taken
+    text = (f'import "std"\nblock B(mode = "a") {{\n    y = x\n    if mode == "b" {{\n        {line}\n    }}\n'
+            "    return y | c: conv2d(4, 1)\n}\nmodel m = B() input [3, 8, 8]\n")
+    namespace = {}
+    exec(archsmith.compile(text), namespace)
+    assert "mode" not in namespace["B"].__init__.__code__.co_varnames
+    located(text.replace('mode = "a"', 'mode = "b"'), 5)
+
+
+def test_lone_surrogates_in_long_text_and_in_the_language_server_are_no_crash():
+    text = "# \ud800 " + "x" * 100_000 + "\n" + NET
+    archsmith.compile(text)
+    located("# \ud800" + "x" * 300_000 + "\n" + NET, 1, "larger than the limit")
+    from archsmith.lsp import _column, _position
+    assert _position(["a\ud800b"], 1, 3) == {"line": 0, "character": 2}
+    assert _column("a\ud800b", 0, 2) == 2  # the index of `b`
+
+
 def test_a_file_too_large_is_refused_before_it_is_read(tmp_path):
     path = tmp_path / "big.arch"
     path.write_text(NET + "# padding\n" * 30000)

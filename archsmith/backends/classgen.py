@@ -1211,6 +1211,8 @@ class Translator:
             return self.functional(PRIMITIVES["pow"], [a], {"exponent": b})
         if op == "@":
             return self.functional(PRIMITIVES["matmul"], [a, b], {})
+        if op not in names:  # a comparison of a tensor: an error where elaboration took the branch
+            raise Untranslatable(self.branch_deps, f"`{op}` of a tensor")
         if isinstance(a, TVal) and isinstance(b, TVal):
             return self.functional(PRIMITIVES[names[op]], [a, b], {})
         tensor, scalar = (a, b) if isinstance(a, TVal) else (b, a)
@@ -1601,6 +1603,8 @@ class Translator:
         self.env, self.file = env, defn.file
         try:
             for p in defn.params:
+                if p.name not in given and p.default is None:  # elaboration never took this call's branch
+                    raise Untranslatable(self.branch_deps, f"`{defn.name}` called without `{p.name}`")
                 env[p.name] = given[p.name] if p.name in given else self.eval(p.default)
         finally:
             self.env, self.file = saved
@@ -2359,7 +2363,7 @@ def _spatial_dims(prim, attrs, shape):
         if isinstance(p, Const):
             v = list(p.value)
             out = list(shape[1:])
-            for k in range(len(v) // 2):
+            for k in range(min(len(v) // 2, len(out))):  # the pairs past the spatial sizes pad channels
                 out[-1 - k] = binop("+", out[-1 - k], Const(v[2 * k] + v[2 * k + 1]))
             return tuple(out)
         return tuple(Missing(deps(p)) for _ in shape[1:])
