@@ -21,6 +21,11 @@ SPECS = {
 PARAMS = ", ".join(f"p{i} = {i}" for i in range(100))
 
 
+def spec_text(label, n):
+    """The spec of `SPECS[label]` at `n` layers, with its model `net`."""
+    return SPECS[label].format(n=n, params=PARAMS) + "model net = Net() input [3, 8, 8]\n"
+
+
 def phases(text):
     times = {}
     start = time.perf_counter()
@@ -38,12 +43,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[2500, 5000, 10000, 20000])
     args = parser.parse_args()
-    for label, template in SPECS.items():
+    for label in SPECS:
         print(f"{label}:")
         previous = None
         for n in args.sizes:
-            text = template.format(n=n, params=PARAMS) + "model net = Net() input [3, 8, 8]\n"
-            times = phases(text)
+            times = phases(spec_text(label, n))
             cells = []
             for phase, t in times.items():
                 ratio = f" (x{t / previous[phase]:.1f})" if previous else ""

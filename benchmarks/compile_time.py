@@ -3,19 +3,20 @@
     .venv/bin/python benchmarks/compile_time.py [resnet50 ...] [--repeat 5]
 """
 import argparse
-import statistics
 import subprocess
 import sys
-import time
+
+from timing import alternate, seconds
+
+TORCH_IMPORT = [sys.executable, "-c", "import torch"]
 
 
-def wall(cmd, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def compare(model, repeat):
+    """Median wall seconds of `import torch` and of `archsmith compile model`, runs alternating."""
+    def wall(command):
+        return seconds(lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL))
+    compile_model = [sys.executable, "-m", "archsmith", "compile", model]
+    return alternate(lambda: wall(TORCH_IMPORT), lambda: wall(compile_model), repeat)
 
 
 def main():
@@ -23,12 +24,10 @@ def main():
     parser.add_argument("models", nargs="*", default=["resnet50", "resnet152", "vgg16_bn"])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    torch_import = wall([sys.executable, "-c", "import torch"], args.repeat)
-    label = 'python -c "import torch"'
-    print(f"{label:32} {torch_import:6.3f} s  (reference)")
     for model in args.models:
-        t = wall([sys.executable, "-m", "archsmith", "compile", model], args.repeat)
-        print(f"{'archsmith compile ' + model:32} {t:6.3f} s  ratio {t / torch_import:.2f}")
+        torch_import, t = compare(model, args.repeat)
+        print(f"{'archsmith compile ' + model:32} {t:6.3f} s  ratio {t / torch_import:.2f} "
+              f"(python -c \"import torch\" {torch_import:.3f} s)")
 
 
 if __name__ == "__main__":

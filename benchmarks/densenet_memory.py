@@ -4,17 +4,18 @@ torchvision's measured in the same run, each in a fresh process.
     .venv/bin/python benchmarks/densenet_memory.py [--batch 16] [--size 224] [--model densenet121]
     .venv/bin/python benchmarks/densenet_memory.py --device cuda     # torch.cuda.max_memory_allocated
 
-On the CPU the figure is the process's peak resident set (getrusage's ru_maxrss): its total, and how
-much one training step (forward, backward) raised it above the peak before the step, when the model
-and the input already existed. On CUDA it is the allocator's peak during the step, over what was
-allocated before it. The ratio is memory-efficient / plain (lower is better).
+On the CPU the figure is the process's peak resident set (the kernel's VmHWM): its total, and how
+much one training step (forward, backward) raised it above the resident set just before the step,
+when the model and the input already existed (`timing.peak_rss_rise`). On CUDA it is the
+allocator's peak during the step, over what was allocated before it. The ratio is memory-efficient
+/ plain (lower is better).
 """
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import types
+
+from timing import fresh_process, peak_rss_rise
 
 MiB = 1024 * 1024
 
@@ -36,10 +37,7 @@ def measure(source: str, efficient: bool, model: str, batch: int, size: int, dev
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    before_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    net(x).logsumexp(1).sum().backward()
-    out = {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    out["step_rss"] = out["peak_rss"] - before_rss
+    out = peak_rss_rise(lambda: net(x).logsumexp(1).sum().backward())
     if device == "cuda":
         torch.cuda.synchronize()
         out["step_cuda"] = torch.cuda.max_memory_allocated() - before
@@ -67,8 +65,7 @@ def main():
         for efficient in (False, True):
             command = [sys.executable, __file__, "--one", source, str(int(efficient)), "--model", args.model,
                        "--batch", str(args.batch), "--size", str(args.size), "--device", args.device]
-            figures[efficient] = json.loads(subprocess.run(command, check=True, capture_output=True,
-                                                           text=True).stdout.splitlines()[-1])
+            figures[efficient] = fresh_process(command)
             f = figures[efficient]
             print(f"  {source:11} memory_efficient={str(efficient):5}  peak RSS {f['peak_rss'] / MiB:8.0f} MiB   "
                   f"{what} {f[key] / MiB:8.0f} MiB")

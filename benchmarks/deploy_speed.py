@@ -9,7 +9,6 @@ the two alternate, so that drift in a shared machine's speed hits both alike.
 """
 import argparse
 import copy
-import statistics
 import sys
 import types
 
@@ -18,16 +17,12 @@ sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torc
 import torch  # noqa: E402
 
 import archsmith  # noqa: E402
-from timing import median_ms  # noqa: E402
+from timing import alternate, median_ms  # noqa: E402
 
 
 def compare(label, original, faster, x, repeat, rounds=5):
     """Alternating medians of the two; prints and returns the speedup."""
-    before, after = [], []
-    for _ in range(rounds):
-        before.append(median_ms(original, x, repeat))
-        after.append(median_ms(faster, x, repeat))
-    b, a = statistics.median(before), statistics.median(after)
+    b, a = alternate(lambda: median_ms(original, x, repeat), lambda: median_ms(faster, x, repeat), rounds)
     print(f"{label:36} {b:8.1f} ms -> {a:8.1f} ms   speedup {b / a:.2f}x", flush=True)
     return b / a
 

@@ -5,7 +5,6 @@
 Prints median milliseconds per batch and the ratio generated / torchvision (1.00 = as fast).
 """
 import argparse
-import statistics
 import sys
 import types
 
@@ -15,7 +14,18 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import archsmith  # noqa: E402
-from timing import median_ms  # noqa: E402
+from timing import alternate, median_ms  # noqa: E402
+
+
+def with_weights_of(reference, ours):
+    """`ours` with `reference`'s parameters and buffers, so that both compute the same numbers."""
+    ours.load_state_dict(reference.state_dict())
+    return ours
+
+
+def compare(reference, ours, x, repeat, rounds=3):
+    """Median milliseconds per batch of each: `rounds` alternating medians of `repeat` runs."""
+    return alternate(lambda: median_ms(reference, x, repeat), lambda: median_ms(ours, x, repeat), rounds)
 
 
 def main():
@@ -31,14 +41,8 @@ def main():
     print(f"device {args.device}, batch {args.batch}, {args.size}x{args.size}, median of {args.repeat}")
     for name in args.models:
         reference = getattr(torchvision.models, name)().eval().to(args.device)
-        ours = archsmith.create_model(name).eval().to(args.device)
-        ours.load_state_dict(reference.state_dict())
-        # interleave, so that drift in the machine's speed hits both alike
-        ref_ms, our_ms = [], []
-        for _ in range(3):
-            ref_ms.append(median_ms(reference, x, args.repeat))
-            our_ms.append(median_ms(ours, x, args.repeat))
-        r, o = statistics.median(ref_ms), statistics.median(our_ms)
+        ours = with_weights_of(reference, archsmith.create_model(name).eval().to(args.device))
+        r, o = compare(reference, ours, x, args.repeat)
         print(f"{name:12} torchvision {r:8.1f} ms   archsmith {o:8.1f} ms   ratio {o / r:.3f}")
 
 
