@@ -27,16 +27,50 @@ def compile(spec: str, model: str = None, input_shape=None, deploy: bool = False
 
 def build(spec: str, model: str = None, input_shape=None, in_chans: int = None, **params):
     """An instance of the module that `compile(spec, model, input_shape, **params)` defines;
-    `in_chans` replaces the input's channels only (timm's name)."""
-    from .backends.pytorch import emit
-    from .compiler import elaborate_models
+    `in_chans` replaces the input's channels only (timm's name). The source is kept for the process:
+    building the same model again, while the files it read are unchanged, costs what the class's
+    constructor costs."""
+    import os
     from .generated import load
-    chosen = _one_model(elaborate_models(spec, model, input_shape, input_channels=in_chans, **params))
-    gen = emit([chosen])
-    module = load(gen.source)  # our generated source, as a module importable by name
-    instance = getattr(module, gen.factory_names[chosen.name])()
-    instance._archsmith_origin = (spec, chosen.name, input_shape, dict(params, input_channels=in_chans))
+    from .limits import current
+    key = (spec, model, repr(input_shape), in_chans, repr(sorted(params.items())), current(), os.getcwd())
+    written = _WRITTEN.get(key)
+    if written is None or any(_stamp(path) != stamp for path, stamp in written.stamps):
+        from .backends.pytorch import emit
+        from .compiler import collecting_later, elaborate_and_read
+        models, paths = elaborate_and_read(spec, model, input_shape, in_chans, params)
+        chosen = _one_model(models)
+        with collecting_later():
+            gen = emit([chosen])
+        written = _Written([(path, _stamp(path)) for path in paths if os.path.isabs(path)], gen.source,
+                           gen.factory_names[chosen.name], chosen.name)
+        if len(_WRITTEN) >= 64:  # the oldest goes: a search over many arguments must not grow memory
+            del _WRITTEN[next(iter(_WRITTEN))]
+        _WRITTEN[key] = written
+    module = load(written.source)  # our generated source, as a module importable by name
+    instance = getattr(module, written.factory)()
+    instance._archsmith_origin = (spec, written.model, input_shape, dict(params, input_channels=in_chans))
     return instance
+
+
+class _Written:
+    """What `build` wrote for one set of arguments, and the files it read, as `_stamp` saw them."""
+
+    def __init__(self, stamps: list, source: str, factory: str, model: str):
+        self.stamps, self.source, self.factory, self.model = stamps, source, factory, model
+
+
+_WRITTEN: dict = {}  # build's arguments -> _Written
+
+
+def _stamp(path: str):
+    """A file's modification time and size, or None where it is gone."""
+    import os
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def create_model(name: str, weights: str = None, model: str = None, input_shape=None, in_chans: int = None,

@@ -371,8 +371,8 @@ def _build_into(staged: Path, out: Path, no_diagrams: bool) -> None:
     from .compiler import bundled_models
     from .loader import Loader, list_bundled
     models, lines = [], {}
-    loader = Loader()  # each file read once, for the count and the models
-    progress = terminal.Progress(len(list_bundled(loader)))
+    loader = Loader()  # each file read once
+    progress = terminal.Progress(len(list_bundled()))
     progress.update(0)
     try:
         for done, (_, model) in enumerate(bundled_models(loader), 1):

@@ -1,6 +1,8 @@
 """The pipeline: spec -> syntax tree -> elaborated graph -> passes -> a backend."""
 from __future__ import annotations
 
+import contextlib
+import gc
 from dataclasses import dataclass
 
 from . import ast
@@ -14,8 +16,28 @@ from .passes import check_inplace, validate
 def elaborate_models(spec: str, model=None, input_shape=None, input_channels=None, **params) -> list:
     """Every model `compile` would emit, elaborated and validated. `input_shape` replaces the
     declared one, e.g. [1, 28, 28] for a one-channel input; `input_channels` its channels only."""
-    loader, file, bundled = resolve_spec(spec)
-    return _elaborate(loader, file, model or bundled, input_shape, params, input_channels)
+    return elaborate_and_read(spec, model, input_shape, input_channels, params)[0]
+
+
+def elaborate_and_read(spec: str, model, input_shape, input_channels, params: dict) -> tuple:
+    """`elaborate_models`, and the files it read: (models, their absolute paths, or `<string>` for text)."""
+    with collecting_later():
+        loader, file, bundled = resolve_spec(spec)
+        models = _elaborate(loader, file, model or bundled, input_shape, params, input_channels)
+    return models, list(loader.files)
+
+
+@contextlib.contextmanager
+def collecting_later():
+    """Python's cycle collector paused: compiling makes many objects and frees few, so each collection
+    would walk all those made so far, and compile time would grow faster than the graph."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def bundled_models(loader: Loader = None):
@@ -89,11 +111,12 @@ def _elaborate(loader, file, name, input_shape, params, input_channels=None) -> 
 def to_python(spec: str, model=None, input_shape=None, deploy=False, **params) -> str:
     """The generated source; with `deploy`, of the models' inference networks."""
     models = elaborate_models(spec, model, input_shape, **params)
-    if deploy:
-        from .backends.inference import generate_deployed
-        return generate_deployed(models)
-    from .backends.pytorch import generate
-    return generate(models)
+    with collecting_later():
+        if deploy:
+            from .backends.inference import generate_deployed
+            return generate_deployed(models)
+        from .backends.pytorch import generate
+        return generate(models)
 
 
 def _no_model(file) -> SpecError:

@@ -99,6 +99,7 @@ class Elaborator(Evaluator):
         self.graph: nx.DiGraph = None
         self.stack: list = []  # block definitions being instantiated, to catch recursion
         self.training = 0  # how many `if training` bodies are being run: their ops run only in training
+        self.layer_names: dict = {}  # id(block) -> `_layer_names` of it, read once per block however often it runs
 
     # ---------------------------------------------------------------- entry point
 
@@ -584,7 +585,9 @@ class Elaborator(Evaluator):
         """`declare name`: the layer `name`, declared further on or already, takes its place in the module
         here."""
         inst = scope.instance
-        known, dynamic = _layer_names(inst.block, scope.file)
+        if id(inst.block) not in self.layer_names:
+            self.layer_names[id(inst.block)] = _layer_names(inst.block, scope.file)
+        known, dynamic = self.layer_names[id(inst.block)]
         for name, span in zip(s.names, s.spans):
             if any(name == n for n, _ in inst.declared):
                 raise self._err(f"`{name}` is in a `declare` already", span, scope.file)

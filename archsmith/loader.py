@@ -174,10 +174,9 @@ def resolve_spec(spec, loader: Optional[Loader] = None):
         return loader, loader.load_path(spec), None
     if not re.fullmatch(r"[\w.\-]+", spec):  # one line of .arch text, such as `X = [1, 2]`
         return loader, loader.load_text(spec), None
-    for path in sorted(bundled_dir().glob("*.arch")):
-        file = loader.load_path(path)
-        if spec in file.models:
-            return loader, file, spec
+    path = bundled_index().get(spec)
+    if path is not None:
+        return loader, loader.load_path(path), spec
     raise SpecError(f"`{shorten(spec)}` is neither a .arch file nor a bundled model",
                     hint=_model_hint(spec, loader))
 
@@ -191,13 +190,29 @@ def _is_file(spec: str) -> bool:
 
 def _model_hint(name, loader):
     from .errors import did_you_mean
-    return (did_you_mean(name, list_bundled(loader))
+    return (did_you_mean(name, list_bundled())
             or "`archsmith list` (in Python, `archsmith.list_models()`) shows the bundled models")
 
 
-def list_bundled(loader: Optional[Loader] = None) -> list:
-    loader = loader or Loader()
-    names = []
-    for path in sorted(bundled_dir().glob("*.arch")):
-        names += list(loader.load_path(path).models)
-    return names
+def list_bundled() -> list:
+    """The bundled models' names, by file name, then in their file's order."""
+    return list(bundled_index())
+
+
+_MODEL_LINE = re.compile(r"^model\s+(\w+)", re.M)  # the bundled specs are formatted: a model opens its line
+_bundled_index: tuple = (None, {})  # (the bundled files as `_stamps` saw them, {model: path})
+
+
+def bundled_index() -> dict:
+    """{bundled model name: its spec's path}, from a scan of the files' `model` lines, kept until a
+    file changes: naming a bundled model parses only the file that defines it."""
+    global _bundled_index
+    paths = sorted(bundled_dir().glob("*.arch"))
+    stamps = [(p, p.stat().st_mtime_ns, p.stat().st_size) for p in paths]
+    if _bundled_index[0] != stamps:
+        index = {}
+        for path in paths:
+            for name in _MODEL_LINE.findall(path.read_text(encoding="utf-8")):
+                index.setdefault(name, path)
+        _bundled_index = (stamps, index)
+    return _bundled_index[1]

@@ -1,6 +1,7 @@
 """The Python API as timm's: `create_model` by bundled name or spec file with keyword arguments,
 input channels and weights; generated factories taking the class's keyword arguments;
 `list_models` with a glob, sorted naturally."""
+import os
 import sys
 
 import pytest
@@ -65,3 +66,21 @@ def test_an_unknown_model_names_the_api():
     with pytest.raises(archsmith.SpecError, match="resnet5") as e:
         archsmith.create_model("resnet5")
     assert "list_models" in str(e.value) or "resnet50" in str(e.value)
+
+
+def test_the_index_of_bundled_models_is_what_parsing_their_files_finds():
+    from archsmith.loader import Loader, bundled_dir, bundled_index
+    loader = Loader()
+    parsed = {name: path for path in sorted(bundled_dir().glob("*.arch")) for name in loader.load_path(path).models}
+    assert bundled_index() == parsed
+    assert list(bundled_index()) == list(parsed)  # file by file, in each file's order
+
+
+def test_building_again_reuses_the_source_until_a_file_it_read_changes(tmp_path):
+    spec = tmp_path / "net.arch"
+    spec.write_text("block Net(w = 4) {\n    return x | c: conv2d(w, 1)\n}\nmodel net = Net() input [3, 8, 8]\n")
+    assert archsmith.build(str(spec)).c.out_channels == 4
+    assert archsmith.build(str(spec), w=6).c.out_channels == 6
+    spec.write_text("block Net(w = 5) {\n    return x | c: conv2d(w, 1)\n}\nmodel net = Net() input [3, 8, 8]\n")
+    os.utime(spec, ns=(1, 1))  # a change within the file system's time resolution is still a new stamp
+    assert archsmith.build(str(spec)).c.out_channels == 5
