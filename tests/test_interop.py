@@ -49,3 +49,11 @@ def test_channels_last_and_bfloat16_autocast_run(name):
             low = model(x)
     assert low.dtype == torch.bfloat16
     assert relative_error(low.float(), expected) < 0.1  # bfloat16 keeps about 3 significant digits
+
+
+def test_torch_compile_with_inductor_gives_eager_outputs():
+    """`torch.compile`'s default backend generates and compiles C++ for the CPU: slow to build, so one
+    model here (test_modules.py compiles every family with `fullgraph=True` through dynamo)."""
+    model, x = _model_and_input("cifar_resnet20")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x), rtol=1e-4, atol=1e-5)
