@@ -33,16 +33,17 @@ def build(spec: str, model: str = None, input_shape=None, in_chans: int = None, 
     import os
     from .generated import load
     from .limits import current
+    from .loader import file_stamp
     key = (spec, model, repr(input_shape), in_chans, repr(sorted(params.items())), current(), os.getcwd())
     written = _WRITTEN.get(key)
-    if written is None or any(_stamp(path) != stamp for path, stamp in written.stamps):
+    if written is None or any(file_stamp(path) != stamp for path, stamp in written.stamps):
         from .backends.pytorch import emit
         from .compiler import collecting_later, elaborate_and_read
         models, paths = elaborate_and_read(spec, model, input_shape, in_chans, params)
         chosen = _one_model(models)
         with collecting_later():
             gen = emit([chosen])
-        written = _Written([(path, _stamp(path)) for path in paths if os.path.isabs(path)], gen.source,
+        written = _Written([(path, file_stamp(path)) for path in paths if os.path.isabs(path)], gen.source,
                            gen.factory_names[chosen.name], chosen.name)
         if len(_WRITTEN) >= 64:  # the oldest goes: a search over many arguments must not grow memory
             del _WRITTEN[next(iter(_WRITTEN))]
@@ -54,23 +55,13 @@ def build(spec: str, model: str = None, input_shape=None, in_chans: int = None, 
 
 
 class _Written:
-    """What `build` wrote for one set of arguments, and the files it read, as `_stamp` saw them."""
+    """What `build` wrote for one set of arguments, and the files it read with their `file_stamp`s."""
 
     def __init__(self, stamps: list, source: str, factory: str, model: str):
         self.stamps, self.source, self.factory, self.model = stamps, source, factory, model
 
 
 _WRITTEN: dict = {}  # build's arguments -> _Written
-
-
-def _stamp(path: str):
-    """A file's modification time and size, or None where it is gone."""
-    import os
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
 
 
 def create_model(name: str, weights: str = None, model: str = None, input_shape=None, in_chans: int = None,

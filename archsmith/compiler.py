@@ -31,12 +31,12 @@ def elaborate_and_read(spec: str, model, input_shape, input_channels, params: di
 def collecting_later():
     """Python's cycle collector paused: compiling makes many objects and frees few, so each collection
     would walk all those made so far, and compile time would grow faster than the graph."""
-    paused = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if paused:
+        if was_enabled:
             gc.enable()
 
 

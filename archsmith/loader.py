@@ -178,7 +178,7 @@ def resolve_spec(spec, loader: Optional[Loader] = None):
     if path is not None:
         return loader, loader.load_path(path), spec
     raise SpecError(f"`{shorten(spec)}` is neither a .arch file nor a bundled model",
-                    hint=_model_hint(spec, loader))
+                    hint=_model_hint(spec))
 
 
 def _is_file(spec: str) -> bool:
@@ -188,7 +188,7 @@ def _is_file(spec: str) -> bool:
         return False
 
 
-def _model_hint(name, loader):
+def _model_hint(name):
     from .errors import did_you_mean
     return (did_you_mean(name, list_bundled())
             or "`archsmith list` (in Python, `archsmith.list_models()`) shows the bundled models")
@@ -200,7 +200,7 @@ def list_bundled() -> list:
 
 
 _MODEL_LINE = re.compile(r"^model\s+(\w+)", re.M)  # the bundled specs are formatted: a model opens its line
-_bundled_index: tuple = (None, {})  # (the bundled files as `_stamps` saw them, {model: path})
+_bundled_index: tuple = (None, {})  # (the bundled files' `file_stamp`s, {model: path})
 
 
 def bundled_index() -> dict:
@@ -208,7 +208,7 @@ def bundled_index() -> dict:
     file changes: naming a bundled model parses only the file that defines it."""
     global _bundled_index
     paths = sorted(bundled_dir().glob("*.arch"))
-    stamps = [(p, p.stat().st_mtime_ns, p.stat().st_size) for p in paths]
+    stamps = [(p, file_stamp(p)) for p in paths]
     if _bundled_index[0] != stamps:
         index = {}
         for path in paths:
@@ -216,3 +216,12 @@ def bundled_index() -> dict:
                 index.setdefault(name, path)
         _bundled_index = (stamps, index)
     return _bundled_index[1]
+
+
+def file_stamp(path) -> Optional[tuple]:
+    """A file's modification time and size, to tell that it changed since; None where it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size

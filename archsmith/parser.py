@@ -102,7 +102,8 @@ def parse(text: str, path: str = "<string>") -> ast.SourceFile:
 
 def _check_size(text: str, path: str) -> None:
     most = limits.current().file_bytes
-    if len(text) > most // 4 and len(text.encode("utf-8", "surrogatepass")) > most:  # most text is ASCII: measure only near it
+    # most text is ASCII: encode (lone surrogates too) only near the limit
+    if len(text) > most // 4 and len(text.encode("utf-8", "surrogatepass")) > most:
         raise SpecError(f"{path} is larger than the limit of {most:,} bytes for a spec",
                         ast.Span(path, 1, 1, 1, 1), source=text[:1000], hint=limits.hint("file_bytes"))
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import archsmith
 from archsmith import limits
@@ -37,6 +38,17 @@ def located(text, line, *words, **params):
     for word in words:
         assert word in str(error)
     return error
+
+
+def classes(text) -> dict:
+    """The generated module of `text`, executed: its namespace."""
+    namespace = {}
+    exec(archsmith.compile(text), namespace)
+    return namespace
+
+
+def parameters_of(cls) -> tuple:
+    return cls.__init__.__code__.co_varnames
 
 
 @pytest.mark.parametrize("text,line,words", [
@@ -86,10 +98,9 @@ def test_an_expression_that_doubles_in_each_iteration_is_written_as_its_value():
     expected = 2
     for _ in range(40):
         expected = expected * expected % 7 + 1
-    namespace = {}
-    exec(archsmith.compile(text), namespace)
-    assert namespace["B"]().conv.out_channels == expected
-    assert "w" not in namespace["B"].__init__.__code__.co_varnames
+    block = classes(text)["B"]
+    assert block().conv.out_channels == expected
+    assert "w" not in parameters_of(block)
 
 
 @pytest.mark.parametrize("line", ["x = x | PICK", "x = x | c2: conv2d(frob(w), 1)"])
@@ -97,11 +108,10 @@ def test_an_unknown_name_in_a_branch_not_taken_fixes_the_condition(line):
     # Elaboration never sees the branch; the class is written for the value of `w` that skips it.
     text = (f"block B(w = 2) {{\n    if w > 100 {{\n        {line}\n    }}\n    return x | c: conv2d(4, 1)\n}}\n"
             "model m = B() input [3, 8, 8]\n")
-    namespace = {}
-    exec(archsmith.compile(text), namespace)
-    parameters = namespace["B"].__init__.__code__.co_varnames
-    assert "in_channels" in parameters and "w" not in parameters
-    assert namespace["B"](in_channels=5).c.in_channels == 5
+    block = classes(text)["B"]
+    assert "in_channels" in parameters_of(block) and "w" not in parameters_of(block)
+    assert block(in_channels=5).c.in_channels == 5
+
 
 def test_limits_are_configurable():
     text = "block Net() {\n    for i in range(50) { x = x | relu() }\n    return x\n}\nmodel net = Net() input [3, 8, 8]\n"
@@ -127,10 +137,7 @@ def test_a_constant_pad_of_the_channels_is_written():
     # the soak's crash: the generator's shapes took the channel pair of `pad` for a spatial one
     text = ("block B(c = 3) {\n    y = x | conv: conv2d(c, 1)\n    return pad(y, [0, 0, 0, 0, 1, 2])\n}\n"
             "model m = B() input [3, 8, 8]\n")
-    namespace = {}
-    exec(archsmith.compile(text), namespace)
-    import torch
-    assert namespace["B"](c=4)(torch.zeros(1, 3, 8, 8)).shape == (1, 7, 8, 8)
+    assert classes(text)["B"](c=4)(torch.zeros(1, 3, 8, 8)).shape == (1, 7, 8, 8)
 
 
 @pytest.mark.parametrize("line", ["y = (x > 0.5) * x", "y = x | conv3x3"])
@@ -138,9 +145,7 @@ def test_what_elaboration_would_refuse_in_a_branch_not_taken_fixes_the_condition
     # a comparison of tensors, a def called without its argument: errors where the branch is taken
     text = (f'import "std"\nblock B(mode = "a") {{\n    y = x\n    if mode == "b" {{\n        {line}\n    }}\n'
             "    return y | c: conv2d(4, 1)\n}\nmodel m = B() input [3, 8, 8]\n")
-    namespace = {}
-    exec(archsmith.compile(text), namespace)
-    assert "mode" not in namespace["B"].__init__.__code__.co_varnames
+    assert "mode" not in parameters_of(classes(text)["B"])
     located(text.replace('mode = "a"', 'mode = "b"'), 5)
 
 

@@ -6,11 +6,10 @@ import pytest
 import torch
 
 import archsmith
+from test_deploy import INPUT_SIZE, relative_error
 from test_modules import SAME_CLASSES
 
 MODELS = [n for n in archsmith.list_models() if n not in SAME_CLASSES]
-# The smallest input a model takes where 64x64 is too small; in eval Inception v3 has no aux head.
-INPUT_SIZE = {"inception_v3": 75, "inception_v4": 75, "inception_resnet_v2": 75}
 
 
 def _model_and_input(name):
@@ -18,10 +17,6 @@ def _model_and_input(name):
     model = archsmith.create_model(name, num_classes=10).eval()
     size = INPUT_SIZE.get(name, 64)
     return model, torch.randn(2, 3, size, size)
-
-
-def relative_error(ours, theirs):
-    return ((ours - theirs).abs().max() / theirs.abs().max()).item()
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -146,9 +146,10 @@ class _DeployedClass:
         for n, d in self.graph.nodes(data=True):
             if d["module"] is None or d["op"] in ("input", "output") or not self._stateful(n):
                 continue
-            *parents, leaf = d["module"].split(".")
-            if d["module"].split(".")[0] in _CLASS_MEMBERS:
-                self._hidden(d["module"].split(".")[0], d["span"])
+            path = d["module"].split(".")
+            if path[0] in _CLASS_MEMBERS:
+                self._hidden(path[0], d["span"])
+            *parents, leaf = path
             node = tree
             for name in parents:
                 node = node.setdefault(name, {})
