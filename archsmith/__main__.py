@@ -1,6 +1,9 @@
+import signal
+
 try:
     from .cli import main
-except KeyboardInterrupt:  # Ctrl-C while still starting: nothing was written yet
-    raise SystemExit(130) from None
-
-raise SystemExit(main())
+    status = main()
+except KeyboardInterrupt:  # Ctrl-C while starting, before the command's own handling: nothing was written
+    status = 130
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: exiting is not to be cut short
+raise SystemExit(status)
